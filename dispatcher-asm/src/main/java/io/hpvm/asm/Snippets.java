@@ -1,0 +1,56 @@
+package io.hpvm.asm;
+
+import io.hpvm.loader.LinkedImage;
+import io.hpvm.loader.LoadException;
+import io.hpvm.loader.Linker;
+import io.hpvm.loader.RelocatableObject;
+import io.hpvm.loader.SymbolResolver;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+
+/**
+ * The machine-code snippets hpvm places in a worker, assembled at build time from {@code src/main/asm/*.S} and
+ * instantiated here with the loader (so a stub is linked exactly like a patch is).
+ */
+public final class Snippets {
+
+    /** Bytes reserved per dispatcher stub in the code region (the stub is 6 bytes; 16 keeps stubs aligned). */
+    public static final int STUB_STRIDE = 16;
+
+    private static final RelocatableObject STUB = load("stub.o");
+    private static final RelocatableObject SYSCALL = load("syscall.o");
+
+    private Snippets() {
+    }
+
+    private static RelocatableObject load(String name) {
+        try (InputStream in = Snippets.class.getResourceAsStream("snippets/" + name)) {
+            if (in == null) {
+                throw new IllegalStateException("snippet " + name + " is missing from the build (src/main/asm)");
+            }
+            return RelocatableObject.read("snippets/" + name, in.readAllBytes());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } catch (LoadException e) {
+            throw new IllegalStateException(e.getMessage(), e);
+        }
+    }
+
+    /** The dispatcher stub {@code jmp [rip+slot]} linked for {@code stubAddress}, jumping through {@code slot}. */
+    public static byte[] stub(long stubAddress, long slotAddress) throws LoadException {
+        LinkedImage img = Linker.link(STUB, "hpvm_stub",
+            (name, sym) -> "hpvm_slot".equals(name) ? new SymbolResolver.Resolution(slotAddress, "slot") : null,
+            stubAddress);
+        if (img.size() > STUB_STRIDE) {
+            throw new IllegalStateException("stub.S grew beyond " + STUB_STRIDE + " bytes");
+        }
+        return img.bytes();
+    }
+
+    /** {@code syscall; int3}, for injection at {@code address}. */
+    public static byte[] syscall(long address) throws LoadException {
+        return Linker.link(SYSCALL, "hpvm_syscall", (name, sym) -> null, address).bytes();
+    }
+}

@@ -1,0 +1,55 @@
+package io.hpvm.loader;
+
+/**
+ * The small set of fixup kinds ELF x86-64 relocations map onto while an object is read. In the formulas, P is the
+ * fixup address, S the target address, A the addend, G the address of a GOT entry holding S.
+ */
+public enum EdgeKind {
+    /** {@code R_X86_64_64}: Fixup <- S + A : uint64. Never fails. */
+    POINTER64(8),
+    /** {@code R_X86_64_PC32}: Fixup <- S + A - P : int32. Fails when the target is beyond +-2 GiB. */
+    PCREL32(4),
+    /**
+     * {@code R_X86_64_PLT32}: Fixup <- S + A - P : int32 for a branch. When S is beyond +-2 GiB the branch goes to a
+     * veneer ({@code jmp [rip+0]; .quad S}) placed beside the code instead.
+     */
+    BRANCH_PCREL32(4),
+    /** {@code R_X86_64_32}: Fixup <- S + A : uint32. Fails when the address does not fit in 32 bits (PIE). */
+    POINTER32(4),
+    /** {@code R_X86_64_32S}: Fixup <- S + A : int32. Fails when the address does not fit sign-extended. */
+    POINTER32_SIGNED(4),
+    /**
+     * {@code R_X86_64_GOTPCREL}, {@code GOTPCRELX}, {@code REX_GOTPCRELX}: Fixup <- G + A - P : int32, with a GOT
+     * entry made beside the code for each distinct S. (No relaxation: the GOT load is always valid.)
+     */
+    GOT_PCREL32(4);
+
+    private final int width;
+
+    EdgeKind(int width) {
+        this.width = width;
+    }
+
+    /** Bytes the fixup writes. */
+    public int width() {
+        return width;
+    }
+
+    /** True for kinds whose value is relative to the fixup address. */
+    public boolean isPcRelative() {
+        return this == PCREL32 || this == BRANCH_PCREL32 || this == GOT_PCREL32;
+    }
+
+    /** Maps an ELF relocation type, or returns null when hpvm does not support it. */
+    public static EdgeKind of(int relocationType) {
+        return switch (relocationType) {
+            case Elf.R_X86_64_64 -> POINTER64;
+            case Elf.R_X86_64_PC32 -> PCREL32;
+            case Elf.R_X86_64_PLT32 -> BRANCH_PCREL32;
+            case Elf.R_X86_64_32 -> POINTER32;
+            case Elf.R_X86_64_32S -> POINTER32_SIGNED;
+            case Elf.R_X86_64_GOTPCREL, Elf.R_X86_64_GOTPCRELX, Elf.R_X86_64_REX_GOTPCRELX -> GOT_PCREL32;
+            default -> null;
+        };
+    }
+}

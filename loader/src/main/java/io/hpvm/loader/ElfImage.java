@@ -1,0 +1,180 @@
+package io.hpvm.loader;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+
+/**
+ * A linked ELF file as the dynamic loader maps it: an executable (ET_EXEC or PIE) or a shared object. Addresses in
+ * it are link-time virtual addresses; add the load bias of the running process to get run-time addresses.
+ */
+public final class ElfImage {
+
+    private final Path path;
+    private final int type;
+    private final long entry;
+    private final boolean hasInterpreter;
+    private final List<Section> sections;
+    private final List<Segment> segments;
+    private final List<Symbol> symbols;
+    private final boolean fromSymtab;
+    private final List<Symbol> dynamicSymbols;
+    private final int[] versionIndex;
+    private final String buildId;
+
+    private ElfImage(ElfReader r) throws LoadException {
+        this.path = r.path;
+        this.type = r.elf.e_type;
+        this.entry = r.elf.e_entry;
+        this.sections = Collections.unmodifiableList(r.sections);
+        this.segments = Collections.unmodifiableList(r.segments);
+        this.hasInterpreter = segments.stream().anyMatch(s -> s.type() == Elf.PT_INTERP);
+        List<Symbol> symtab = r.symbols(Elf.SHT_SYMTAB);
+        this.dynamicSymbols = Collections.unmodifiableList(r.symbols(Elf.SHT_DYNSYM));
+        this.fromSymtab = !symtab.isEmpty();
+        this.symbols = fromSymtab ? Collections.unmodifiableList(symtab) : dynamicSymbols;
+        Section versym = r.section(".gnu.version");
+        if (versym != null) {
+            ByteBuffer b = ElfReader.le(versym.data());
+            versionIndex = new int[versym.data().length / 2];
+            for (int i = 0; i < versionIndex.length; i++) {
+                versionIndex[i] = Short.toUnsignedInt(b.getShort());
+            }
+        } else {
+            versionIndex = new int[0];
+        }
+        this.buildId = readBuildId(r.section(".note.gnu.build-id"));
+    }
+
+    /** Reads an executable or shared object. */
+    public static ElfImage read(Path path) throws LoadException {
+        return new ElfImage(ElfReader.open(path, Elf.ET_EXEC, Elf.ET_DYN));
+    }
+
+    private static String readBuildId(Section note) {
+        if (note == null || note.data().length < 16) {
+            return "";
+        }
+        ByteBuffer b = ElfReader.le(note.data());
+        int nameSize = b.getInt();
+        int descSize = b.getInt();
+        b.getInt();
+        int descStart = 12 + ((nameSize + 3) & ~3);
+        StringBuilder s = new StringBuilder();
+        for (int i = 0; i < descSize && descStart + i < note.data().length; i++) {
+            s.append(String.format("%02x", note.data()[descStart + i]));
+        }
+        return s.toString();
+    }
+
+    public Path path() {
+        return path;
+    }
+
+    /** ET_EXEC or ET_DYN. */
+    public int type() {
+        return type;
+    }
+
+    /** True when the image is position independent (loaded at a bias chosen at run time). */
+    public boolean isPositionIndependent() {
+        return type == Elf.ET_DYN;
+    }
+
+    /** True for executables that have a PT_INTERP (dynamically linked). */
+    public boolean hasInterpreter() {
+        return hasInterpreter;
+    }
+
+    public long entry() {
+        return entry;
+    }
+
+    public List<Section> sections() {
+        return sections;
+    }
+
+    public Section section(String name) {
+        for (Section s : sections) {
+            if (s.name().equals(name)) {
+                return s;
+            }
+        }
+        return null;
+    }
+
+    public List<Segment> segments() {
+        return segments;
+    }
+
+    /** PT_LOAD segments with execute permission. */
+    public List<Segment> executableSegments() {
+        List<Segment> out = new ArrayList<>();
+        for (Segment s : segments) {
+            if (s.type() == Elf.PT_LOAD && s.isExecutable()) {
+                out.add(s);
+            }
+        }
+        return out;
+    }
+
+    /** Lowest PT_LOAD virtual address, page-aligned down: what the load bias is relative to. */
+    public long lowestLoadAddress() {
+        long low = Long.MAX_VALUE;
+        for (Segment s : segments) {
+            if (s.type() == Elf.PT_LOAD) {
+                low = Math.min(low, s.vaddr() & ~0xfffL);
+            }
+        }
+        return low == Long.MAX_VALUE ? 0 : low;
+    }
+
+    /** Virtual address of the program headers (PT_PHDR), or -1 when the file has none. */
+    public long programHeaderAddress() {
+        for (Segment s : segments) {
+            if (s.type() == Elf.PT_PHDR) {
+                return s.vaddr();
+            }
+        }
+        return -1;
+    }
+
+    /** {@code .symtab} when the file has one, else {@code .dynsym}. */
+    public List<Symbol> symbols() {
+        return symbols;
+    }
+
+    /** True when {@link #symbols()} came from {@code .symtab}. */
+    public boolean hasSymtab() {
+        return fromSymtab;
+    }
+
+    public List<Symbol> dynamicSymbols() {
+        return dynamicSymbols;
+    }
+
+    /**
+     * Symbols this file exports to others through {@code .dynsym}: defined, global or weak, and not a hidden
+     * (non-default) version, so {@code memcpy} resolves to the default {@code memcpy@@GLIBC_2.14}.
+     */
+    public List<Symbol> exportedSymbols() {
+        List<Symbol> out = new ArrayList<>();
+        for (Symbol s : dynamicSymbols) {
+            if (!s.isDefined() || s.isLocal() || s.name().isEmpty()) {
+                continue;
+            }
+            if (s.index() < versionIndex.length && (versionIndex[s.index()] & 0x8000) != 0) {
+                continue;
+            }
+            out.add(s);
+        }
+        return out;
+    }
+
+    /** The GNU build-id as hex, or "" when the file has none. */
+    public String buildId() {
+        return buildId;
+    }
+}

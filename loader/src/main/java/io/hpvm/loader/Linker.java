@@ -1,0 +1,353 @@
+package io.hpvm.loader;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.TreeSet;
+
+/**
+ * Links one function of a relocatable object into a target address space, JITLink style: relocations become edges
+ * of a few {@link EdgeKind}s, the sections reachable from the entry symbol are laid out at a base address, GOT entries
+ * and veneers are synthesised beside them, and every edge is fixed up. Nothing is written anywhere: the caller copies
+ * {@link LinkedImage#bytes()} to the target only once linking has succeeded, so a failure changes nothing.
+ *
+ * <p>Binding rules: undefined names and global functions the object defines go to what the {@link SymbolResolver}
+ * returns (the worker's stub, executable or libraries). Writable data must bind to the target's existing object of
+ * that name: a patch is stateless. Local functions and read-only data are the object's own copies.
+ */
+public final class Linker {
+
+    private static final long VENEER_SIZE = 16;
+    /** Beyond this a PC-relative fixup cannot reach. */
+    private static final long RANGE = Integer.MAX_VALUE;
+
+    private final RelocatableObject obj;
+    private final String entryName;
+    private final SymbolResolver resolver;
+    private final String objName;
+
+    private final TreeSet<Integer> included = new TreeSet<>();
+    private final Deque<Integer> work = new ArrayDeque<>();
+    private final List<Edge> edges = new ArrayList<>();
+    private final TreeSet<String> unresolved = new TreeSet<>();
+    private final Map<String, SymbolResolver.Resolution> bindings = new TreeMap<>();
+
+    /** A fixup: at {@code section+offset}, write {@code kind} of target (object section + offset, or absolute). */
+    private record Edge(Section section, Relocation rel, EdgeKind kind, int targetSection, long targetValue,
+                        String targetName) {
+        boolean isAbsoluteTarget() {
+            return targetSection < 0;
+        }
+    }
+
+    private Linker(RelocatableObject obj, String entryName, SymbolResolver resolver) {
+        this.obj = obj;
+        this.entryName = entryName;
+        this.resolver = resolver;
+        this.objName = obj.path().toString();
+    }
+
+    /**
+     * Links {@code entryName} from {@code obj} for loading at {@code base}.
+     *
+     * @throws LoadException BAD_FILE when the object is malformed, LINK when it cannot be linked (unsupported
+     *                       relocation, unresolved names, out-of-range fixups), REFUSED when a safety rule forbids it
+     */
+    public static LinkedImage link(RelocatableObject obj, String entryName, SymbolResolver resolver, long base)
+        throws LoadException {
+        return new Linker(obj, entryName, resolver).run(base);
+    }
+
+    /** Names of the functions an object defines, for messages. */
+    public static List<String> definedFunctions(RelocatableObject obj) {
+        List<String> names = new ArrayList<>();
+        for (Symbol s : obj.symbols()) {
+            if (s.isDefined() && s.isFunction() && !s.name().isEmpty()) {
+                names.add(s.name());
+            }
+        }
+        return names;
+    }
+
+    private LinkedImage run(long base) throws LoadException {
+        Symbol entry = obj.definedSymbol(entryName);
+        if (entry == null || entry.sectionIndex() >= obj.sections().size()
+            || !obj.section(entry.sectionIndex()).isExecutable()) {
+            throw new LoadException(LoadException.Kind.LINK, objName + " defines no function '" + entryName
+                + "' (functions it defines: " + String.join(", ", definedFunctions(obj)) + ")");
+        }
+        include(entry.sectionIndex());
+        while (!work.isEmpty()) {
+            Section s = obj.section(work.poll());
+            for (Relocation r : obj.relocations(s.index())) {
+                edges.add(edge(s, r));
+            }
+        }
+        if (!unresolved.isEmpty()) {
+            throw new LoadException(LoadException.Kind.LINK, objName + ": cannot resolve " + unresolved.size()
+                + " symbol(s) needed by '" + entryName + "': " + String.join(", ", unresolved)
+                + " (looked in: the worker's patchable functions, its executable, its loaded shared libraries)");
+        }
+        return layout(base, entry);
+    }
+
+    private void include(int sectionIndex) {
+        if (included.add(sectionIndex)) {
+            work.add(sectionIndex);
+        }
+    }
+
+    private Edge edge(Section s, Relocation r) throws LoadException {
+        EdgeKind kind = EdgeKind.of(r.type());
+        if (kind == null) {
+            throw new LoadException(LoadException.Kind.LINK, objName + ": unsupported relocation "
+                + Elf.relocationName(r.type()) + " at " + s.name() + "+" + Elf.hex(r.offset()) + " against '"
+                + describe(obj.symbols().get(r.symbolIndex())) + "'");
+        }
+        if (r.offset() < 0 || r.offset() + kind.width() > s.size()) {
+            throw new LoadException(LoadException.Kind.BAD_FILE, objName + ": relocation "
+                + Elf.relocationName(r.type()) + " at " + s.name() + "+" + Elf.hex(r.offset())
+                + " lies outside the section (size " + Elf.hex(s.size()) + ")");
+        }
+        Symbol sym = obj.symbols().get(r.symbolIndex());
+        String where = s.name() + "+" + Elf.hex(r.offset());
+        if (sym.type() == Elf.STT_SECTION) {
+            return sectionEdge(s, r, kind, obj.section(sym.sectionIndex()), where);
+        }
+        if (!sym.isDefined()) {
+            SymbolResolver.Resolution res = resolver.resolve(sym.name(), sym);
+            if (res == null) {
+                if (sym.bind() != Elf.STB_WEAK) {
+                    unresolved.add(sym.name());
+                }
+                return new Edge(s, r, kind, -1, 0, sym.name());
+            }
+            bindings.put(sym.name(), res);
+            return new Edge(s, r, kind, -1, res.address(), sym.name());
+        }
+        if (sym.sectionIndex() == Elf.SHN_ABS) {
+            return new Edge(s, r, kind, -1, sym.value(), sym.name());
+        }
+        if (sym.sectionIndex() == Elf.SHN_COMMON) {
+            return new Edge(s, r, kind, -1, bindData(sym, 0, where), sym.name());
+        }
+        Section target = obj.section(sym.sectionIndex());
+        if (target.isTls() || sym.type() == Elf.STT_TLS) {
+            throw refusedTls(sym.name(), where);
+        }
+        if (target.isWritableData()) {
+            return new Edge(s, r, kind, -1, bindData(sym, 0, where), sym.name());
+        }
+        if (target.isExecutable() && !sym.isLocal()) {
+            // A global function the worker already has: call the worker's (its stub when patchable, so the
+            // patched code always calls current versions; the entry itself included).
+            SymbolResolver.Resolution res = resolver.resolve(sym.name(), sym);
+            if (res != null) {
+                bindings.put(sym.name(), res);
+                return new Edge(s, r, kind, -1, res.address(), sym.name());
+            }
+        }
+        requireAlloc(target, where);
+        include(target.index());
+        return new Edge(s, r, kind, target.index(), sym.value(), sym.name());
+    }
+
+    private Edge sectionEdge(Section s, Relocation r, EdgeKind kind, Section target, String where)
+        throws LoadException {
+        if (target.isTls()) {
+            throw refusedTls(target.name(), where);
+        }
+        if (target.isWritableData()) {
+            Symbol covering = coveringSymbol(target, r, kind, where);
+            return new Edge(s, r, kind, -1, bindData(covering, covering.value(), where), covering.name());
+        }
+        requireAlloc(target, where);
+        include(target.index());
+        return new Edge(s, r, kind, target.index(), 0, target.name());
+    }
+
+    /**
+     * The assembler turns references to local data into "section + offset". Map it back to the named object so it
+     * can bind by name. For PC-relative fixups the addend also holds the distance from the fixup to the end of the
+     * instruction (-4 to -8), so any object covering offsets A+4..A+8 may be meant; more than one is refused rather
+     * than guessed.
+     */
+    private Symbol coveringSymbol(Section target, Relocation r, EdgeKind kind, String where) throws LoadException {
+        long lo = kind.isPcRelative() ? r.addend() + 4 : r.addend();
+        long hi = kind.isPcRelative() ? r.addend() + 8 : r.addend();
+        List<Symbol> found = new ArrayList<>();
+        for (Symbol sym : obj.symbols()) {
+            if (sym.sectionIndex() != target.index() || sym.name().isEmpty() || sym.type() == Elf.STT_SECTION) {
+                continue;
+            }
+            for (long off = lo; off <= hi; off++) {
+                if (sym.covers(off)) {
+                    found.add(sym);
+                    break;
+                }
+            }
+        }
+        if (found.size() == 1) {
+            return found.get(0);
+        }
+        String names = found.stream().map(Symbol::name).reduce((a, b) -> a + ", " + b).orElse("no named object");
+        throw new LoadException(LoadException.Kind.REFUSED, objName + ": the relocation "
+            + Elf.relocationName(r.type()) + " at " + where + " refers to " + target.name() + "+" + Elf.hex(r.addend())
+            + ", which cannot be tied to exactly one named variable (" + names + "); a patch may only use the "
+            + "worker's existing variables, so hpvm refuses rather than guess");
+    }
+
+    private long bindData(Symbol sym, long symbolOffset, String where) throws LoadException {
+        SymbolResolver.Resolution res = sym.name().isEmpty() ? null : resolver.resolve(sym.name(), sym);
+        if (res == null) {
+            throw new LoadException(LoadException.Kind.REFUSED, objName + ": '" + entryName + "' uses writable data '"
+                + sym.name() + "' (" + sym.size() + " bytes, referenced at " + where + ") that the worker does not "
+                + "have. A patch must be stateless: it may read and update the worker's existing globals and "
+                + "statics (they bind by name), but it cannot add new ones.");
+        }
+        bindings.put(sym.name(), res);
+        return res.address() - symbolOffset;
+    }
+
+    private LoadException refusedTls(String name, String where) {
+        return new LoadException(LoadException.Kind.REFUSED, objName + ": '" + entryName
+            + "' uses thread-local data '" + name + "' (referenced at " + where + "); thread-local variables are not "
+            + "supported in patches yet");
+    }
+
+    private void requireAlloc(Section target, String where) throws LoadException {
+        if (!target.isAlloc()) {
+            throw new LoadException(LoadException.Kind.BAD_FILE, objName + ": code at " + where
+                + " refers to non-loadable section " + target.name());
+        }
+    }
+
+    private LinkedImage layout(long base, Symbol entry) throws LoadException {
+        Map<Integer, Long> addressOf = new TreeMap<>();
+        Map<String, Long> placed = new LinkedHashMap<>();
+        long cursor = base;
+        for (boolean code : new boolean[] {true, false}) {
+            for (int index : included) {
+                Section s = obj.section(index);
+                if (s.isExecutable() != code) {
+                    continue;
+                }
+                cursor = align(cursor, Math.max(1, s.alignment()));
+                addressOf.put(index, cursor);
+                placed.put(s.name(), cursor);
+                cursor += s.size();
+            }
+        }
+        // GOT entries: one per distinct absolute target of a GOT-relative edge.
+        cursor = align(cursor, 8);
+        Map<Long, Long> got = new LinkedHashMap<>();
+        for (Edge e : edges) {
+            if (e.kind() == EdgeKind.GOT_PCREL32) {
+                long target = targetAddress(e, addressOf);
+                if (!got.containsKey(target)) {
+                    got.put(target, cursor);
+                    cursor += 8;
+                }
+            }
+        }
+        // Veneers for branches whose absolute target is out of reach from anywhere in the image.
+        long worstEnd = align(cursor, VENEER_SIZE) + VENEER_SIZE * edges.size();
+        cursor = align(cursor, VENEER_SIZE);
+        Map<Long, Long> veneers = new LinkedHashMap<>();
+        for (Edge e : edges) {
+            if (e.kind() == EdgeKind.BRANCH_PCREL32 && e.isAbsoluteTarget()) {
+                long target = e.targetValue();
+                boolean reachable = fits(target - base) && fits(target - worstEnd);
+                if (!reachable && !veneers.containsKey(target)) {
+                    veneers.put(target, cursor);
+                    cursor += VENEER_SIZE;
+                }
+            }
+        }
+        long size = cursor - base;
+        if (size > Integer.MAX_VALUE) {
+            throw new LoadException(LoadException.Kind.LINK, objName + ": linked image too large");
+        }
+        byte[] image = new byte[(int) size];
+        ByteBuffer out = ByteBuffer.wrap(image).order(ByteOrder.LITTLE_ENDIAN);
+        for (Map.Entry<Integer, Long> p : addressOf.entrySet()) {
+            Section s = obj.section(p.getKey());
+            if (s.type() != Elf.SHT_NOBITS) {
+                System.arraycopy(s.data(), 0, image, (int) (p.getValue() - base), s.data().length);
+            }
+        }
+        for (Map.Entry<Long, Long> g : got.entrySet()) {
+            out.putLong((int) (g.getValue() - base), g.getKey());
+        }
+        for (Map.Entry<Long, Long> v : veneers.entrySet()) {
+            int at = (int) (v.getValue() - base);
+            // jmp qword ptr [rip+0]; .quad target; int3 int3
+            out.put(at, (byte) 0xff).put(at + 1, (byte) 0x25).putInt(at + 2, 0).putLong(at + 6, v.getKey());
+            out.put(at + 14, (byte) 0xcc).put(at + 15, (byte) 0xcc);
+        }
+        for (Edge e : edges) {
+            long p = addressOf.get(e.section().index()) + e.rel().offset();
+            int at = (int) (p - base);
+            long s = targetAddress(e, addressOf);
+            long a = e.rel().addend();
+            switch (e.kind()) {
+                case POINTER64 -> out.putLong(at, s + a);
+                case PCREL32 -> out.putInt(at, checked(e, s + a - p, s, p));
+                case BRANCH_PCREL32 -> {
+                    long via = e.isAbsoluteTarget() && veneers.containsKey(s) ? veneers.get(s) : s;
+                    out.putInt(at, checked(e, via + a - p, s, p));
+                }
+                case POINTER32 -> {
+                    long v = s + a;
+                    if (v < 0 || v > 0xffffffffL) {
+                        throw overflow(e, s, p, "does not fit in 32 bits unsigned; recompile the patch with -fPIE");
+                    }
+                    out.putInt(at, (int) v);
+                }
+                case POINTER32_SIGNED -> out.putInt(at, checked(e, s + a, s, p));
+                case GOT_PCREL32 -> out.putInt(at, checked(e, got.get(s) + a - p, s, p));
+                default -> throw new IllegalStateException(e.kind().toString());
+            }
+        }
+        long entryAddress = addressOf.get(entry.sectionIndex()) + entry.value();
+        return new LinkedImage(base, image, entryAddress, placed, bindings, got.size(), veneers.size());
+    }
+
+    private static long targetAddress(Edge e, Map<Integer, Long> addressOf) {
+        return e.isAbsoluteTarget() ? e.targetValue() : addressOf.get(e.targetSection()) + e.targetValue();
+    }
+
+    private int checked(Edge e, long value, long target, long fixup) throws LoadException {
+        if (!fits(value)) {
+            throw overflow(e, target, fixup, "is beyond +-2 GiB of the fixup"
+                + (e.kind() == EdgeKind.PCREL32 ? "; data in a shared library needs a GOT access: recompile the patch "
+                + "with -fPIC" : ""));
+        }
+        return (int) value;
+    }
+
+    private LoadException overflow(Edge e, long target, long fixup, String why) {
+        return new LoadException(LoadException.Kind.LINK, objName + ": relocation "
+            + Elf.relocationName(e.rel().type()) + " (" + e.kind() + ") at " + e.section().name() + "+"
+            + Elf.hex(e.rel().offset()) + " (address " + Elf.hex(fixup) + ") to '" + e.targetName() + "' at "
+            + Elf.hex(target) + " " + why);
+    }
+
+    private static boolean fits(long v) {
+        return v >= Integer.MIN_VALUE && v <= RANGE;
+    }
+
+    private static long align(long v, long a) {
+        return (v + a - 1) / a * a;
+    }
+
+    private static String describe(Symbol s) {
+        return s.type() == Elf.STT_SECTION ? "section " + s.sectionIndex() : s.name();
+    }
+}

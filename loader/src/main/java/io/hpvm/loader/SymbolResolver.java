@@ -1,0 +1,26 @@
+package io.hpvm.loader;
+
+/**
+ * Tells the linker what a name means in the target address space. The loader knows nothing of processes: the
+ * runtime implements this from the worker's executable, its stubs and the shared libraries it has loaded.
+ */
+@FunctionalInterface
+public interface SymbolResolver {
+
+    /**
+     * Resolves {@code name} as the object's {@code symbol} uses it (an undefined reference, or a definition the
+     * target may already have: a global function, or writable data the patch must bind to).
+     *
+     * @return where the target has it, or null when it has no such name
+     */
+    Resolution resolve(String name, Symbol symbol);
+
+    /**
+     * A resolved address.
+     *
+     * @param address run-time address in the target
+     * @param origin  where it was found, for messages ("stub of fn", "worker", "libc.so.6")
+     */
+    record Resolution(long address, String origin) {
+    }
+}

@@ -1,0 +1,84 @@
+package io.hpvm.runtime.cli;
+
+import io.hpvm.loader.Elf;
+import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.session.FunctionRecord;
+import io.hpvm.runtime.session.Registry;
+import io.hpvm.runtime.session.SessionDir;
+import io.hpvm.runtime.session.SessionInfo;
+import io.hpvm.runtime.swap.SwapEngine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.util.Comparator;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** {@code hpvm ls}. */
+@Command(name = "ls", mixinStandardHelpOptions = true,
+    description = {"List workers running under hpvm, or the functions of one: name, current version, the address "
+        + "its slot points at, and how many call sites were rewritten to its stub.",
+        "With one worker running (or --pid), shows its functions; with several, lists the workers."})
+final class LsCommand implements Callable<Integer> {
+
+    @Option(names = "--pid", paramLabel = "PID", description = "Show this worker's functions.")
+    Integer pid;
+
+    @Option(names = "--patched", description = "Only functions that have been swapped at least once.")
+    boolean patchedOnly;
+
+    @Option(names = "--sessions", description = "List the workers, even when only one runs.")
+    boolean sessionsOnly;
+
+    @Override
+    public Integer call() throws Exception {
+        List<SessionDir> all = SessionDir.list();
+        List<SessionDir> live = all.stream().filter(SessionDir::isLive).toList();
+        if (pid == null && (sessionsOnly || live.size() != 1)) {
+            listSessions(all);
+            return 0;
+        }
+        SessionDir s = SessionDir.find(pid);
+        try (Registry reg = Registry.open(s.registry().toFile())) {
+            SessionInfo info = new SwapEngine(s).checkedSession(reg);
+            List<FunctionRecord> fns = reg.functions();
+            fns.sort(Comparator.comparing(FunctionRecord::name));
+            long patched = fns.stream().filter(f -> f.versions() > 1).count();
+            System.out.printf("worker %d  %s  %d functions, %d call sites rewritten, %d patched, arena %d of %d "
+                    + "bytes used%n", info.pid(), info.executable(), info.functions(), info.callSites(), patched,
+                info.arenaNext() - info.arenaStart(), info.code() + info.codeSize() - info.arenaStart());
+            System.out.printf("%-32s %-9s %-18s %6s  %s%n", "FUNCTION", "VERSION", "ADDRESS", "SITES", "ROUTE");
+            for (FunctionRecord f : fns) {
+                if (patchedOnly && f.versions() <= 1) {
+                    continue;
+                }
+                long at = SwapEngine.addressOf(reg, f, f.current());
+                String version = "v" + f.current() + (f.versions() > 1 ? "/" + (f.versions() - 1) : "");
+                System.out.printf("%-32s %-9s %-18s %6d  %s%n", f.name(), version, Elf.hex(at), f.callSites(),
+                    f.callSites() > 0 ? "call sites" : "none (only called indirectly or not at all)");
+            }
+        }
+        return 0;
+    }
+
+    private static void listSessions(List<SessionDir> all) throws HpvmException {
+        if (all.isEmpty()) {
+            System.out.println("no workers are running under hpvm (" + SessionDir.root() + " is empty)");
+            return;
+        }
+        System.out.printf("%-8s %-6s %9s %8s  %s%n", "PID", "STATE", "FUNCTIONS", "PATCHED", "EXECUTABLE");
+        for (SessionDir s : all) {
+            if (!s.isLive()) {
+                System.out.printf("%-8d %-6s %9s %8s  %s%n", s.pid(), "stale", "-", "-", "(remove with: rm -r "
+                    + s.dir() + ")");
+                continue;
+            }
+            try (Registry reg = Registry.open(s.registry().toFile())) {
+                SessionInfo info = reg.session();
+                long patched = reg.functions().stream().filter(f -> f.versions() > 1).count();
+                System.out.printf("%-8d %-6s %9d %8d  %s%n", s.pid(), "live", info.functions(), patched,
+                    info.executable());
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+package io.hpvm.runtime.cli;
+
+import io.hpvm.runtime.ExitCode;
+import io.hpvm.runtime.HpvmException;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+import java.io.PrintStream;
+import java.io.PrintWriter;
+
+/** The {@code hpvm} command line. */
+@Command(name = "hpvm", mixinStandardHelpOptions = true, version = "hpvm 0.1.0",
+    description = {"Hot-patching VM for running native x86-64 Linux programs.", "",
+        "Start a program under hpvm, then replace any of its functions while it runs with the same function "
+            + "compiled into an ELF object file (gcc -c)."},
+    subcommands = {RunCommand.class, SwapCommand.class, LsCommand.class, RollbackCommand.class},
+    footerHeading = "%nExit codes:%n",
+    footer = {"  0  success (hpvm run: the worker's own exit status, 128+N if killed by signal N)",
+        "  2  bad command line", "  3  no such session", "  4  bad object or executable file",
+        "  5  link failure", "  6  refused by a safety rule", "  7  system failure"})
+public final class Main implements Runnable {
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(spec.commandLine().getOut());
+    }
+
+    /** Runs the command line with the given streams and returns the exit code (tests call this in-process). */
+    public static int execute(PrintStream out, PrintStream err, String... args) {
+        System.setProperty("chronicle.analytics.disable", "true");
+        CommandLine cl = new CommandLine(new Main());
+        cl.setOut(new PrintWriter(out, true));
+        cl.setErr(new PrintWriter(err, true));
+        cl.getSubcommands().get("run").setStopAtPositional(true);
+        cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
+            if (ex instanceof HpvmException h) {
+                err.println("hpvm: error: " + h.getMessage());
+                if (System.getenv("HPVM_DEBUG") != null) {
+                    h.printStackTrace(err);
+                }
+                return h.code().value;
+            }
+            err.println("hpvm: internal error: " + ex);
+            ex.printStackTrace(err);
+            return 1;
+        });
+        cl.setParameterExceptionHandler((ex, args1) -> {
+            err.println("hpvm: " + ex.getMessage());
+            ex.getCommandLine().usage(err);
+            return ExitCode.USAGE.value;
+        });
+        return cl.execute(args);
+    }
+
+    public static void main(String[] args) {
+        System.setProperty("chronicle.analytics.disable", "true");
+        System.exit(execute(System.out, System.err, args));
+    }
+}

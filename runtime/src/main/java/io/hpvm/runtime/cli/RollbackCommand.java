@@ -1,0 +1,35 @@
+package io.hpvm.runtime.cli;
+
+import io.hpvm.loader.Elf;
+import io.hpvm.runtime.session.SessionDir;
+import io.hpvm.runtime.swap.SwapEngine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.util.concurrent.Callable;
+
+/** {@code hpvm rollback}. */
+@Command(name = "rollback", mixinStandardHelpOptions = true,
+    description = {"Point FUNCTION back at an earlier version: the one before the current version, or the one "
+        + "given with --to. Version 0 is the original code. Later versions are kept and can be returned to."},
+    footer = {"", "Examples:", "  hpvm rollback compute", "  hpvm rollback compute --to 0"})
+final class RollbackCommand implements Callable<Integer> {
+
+    @Option(names = "--pid", paramLabel = "PID", description = "Worker to act on (needed when several run).")
+    Integer pid;
+
+    @Option(names = "--to", paramLabel = "VERSION", description = "Version to return to (0 = original).")
+    Integer to;
+
+    @Parameters(index = "0", paramLabel = "FUNCTION", description = "Function to roll back.")
+    String function;
+
+    @Override
+    public Integer call() throws Exception {
+        SwapEngine.Result r = new SwapEngine(SessionDir.find(pid)).rollback(function, to);
+        System.out.printf("rolled back %s: v%d -> v%d at %s in %.1f ms%n", r.function(), r.fromVersion(),
+            r.toVersion(), Elf.hex(r.address()), r.micros() / 1000.0);
+        return 0;
+    }
+}

@@ -1,0 +1,38 @@
+package io.hpvm.runtime.cli;
+
+import io.hpvm.runtime.session.SessionDir;
+import io.hpvm.runtime.swap.SwapEngine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+/** {@code hpvm swap}. */
+@Command(name = "swap", mixinStandardHelpOptions = true,
+    description = {"Replace FUNCTION in the running worker with FUNCTION from OBJECT, an unlinked ELF relocatable "
+        + "object (gcc -c). Calls that start after the swap run the new code; calls in flight finish in the old.",
+        "The object's undefined names bind to the worker: its patchable functions (through their slots), its other "
+            + "symbols, then its shared libraries. Its globals and statics bind to the worker's live ones by name; "
+            + "new writable data is refused (a patch must be stateless)."},
+    footer = {"", "Example:", "  gcc -O2 -c fixed.c -o fixed.o && hpvm swap compute fixed.o"})
+final class SwapCommand implements Callable<Integer> {
+
+    @Option(names = "--pid", paramLabel = "PID", description = "Worker to patch (needed when several run under hpvm).")
+    Integer pid;
+
+    @Parameters(index = "0", paramLabel = "FUNCTION", description = "Name of the function to replace.")
+    String function;
+
+    @Parameters(index = "1", paramLabel = "OBJECT", description = "Relocatable object that defines FUNCTION.")
+    Path object;
+
+    @Override
+    public Integer call() throws Exception {
+        SwapEngine engine = new SwapEngine(SessionDir.find(pid));
+        SwapEngine.Result r = engine.swap(function, object);
+        System.out.println(SwapEngine.describe(r, object));
+        return 0;
+    }
+}

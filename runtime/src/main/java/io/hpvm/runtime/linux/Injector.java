@@ -1,0 +1,70 @@
+package io.hpvm.runtime.linux;
+
+import io.hpvm.asm.Snippets;
+import io.hpvm.loader.LoadException;
+
+import java.nio.charset.StandardCharsets;
+
+/**
+ * Runs system calls inside a stopped tracee: the {@code syscall; int3} snippet is written over the bytes at a
+ * scratch address the caller owns for the moment (the entry point, before the program has run), the registers are
+ * set, and the tracee continues until the int3. {@link #close()} restores the bytes and every register.
+ */
+public final class Injector implements AutoCloseable {
+
+    public static final int SYS_CLOSE = 3;
+    public static final int SYS_MMAP = 9;
+    public static final int SYS_MUNMAP = 11;
+    public static final int SYS_OPENAT = 257;
+    public static final long AT_FDCWD = -100;
+
+    private final Tracee tracee;
+    private final ProcessMemory mem;
+    private final long scratch;
+    private final long[] savedRegs;
+    private final byte[] savedCode;
+    private final byte[] snippet;
+
+    public Injector(Tracee tracee, ProcessMemory mem, long scratch) throws SystemException {
+        this.tracee = tracee;
+        this.mem = mem;
+        this.scratch = scratch;
+        try {
+            this.snippet = Snippets.syscall(scratch);
+        } catch (LoadException e) {
+            throw new SystemException("cannot instantiate the syscall snippet: " + e.getMessage(), e);
+        }
+        this.savedRegs = tracee.getRegs();
+        this.savedCode = mem.read(scratch, snippet.length);
+        mem.write(scratch, snippet);
+    }
+
+    /** Runs system call {@code nr} with up to six arguments and returns the raw result (-errno on failure). */
+    public long syscall(int nr, long... args) throws SystemException {
+        long[] regs = savedRegs.clone();
+        int[] argRegs = {Tracee.RDI, Tracee.RSI, Tracee.RDX, Tracee.R10, Tracee.R8, Tracee.R9};
+        for (int i = 0; i < args.length; i++) {
+            regs[argRegs[i]] = args[i];
+        }
+        regs[Tracee.RAX] = nr;
+        regs[Tracee.ORIG_RAX] = -1;
+        regs[Tracee.RIP] = scratch;
+        tracee.setRegs(regs);
+        tracee.contUntilTrap("running injected system call " + nr);
+        return tracee.getRegs()[Tracee.RAX];
+    }
+
+    /** Copies a NUL-terminated string onto the tracee's stack, well below its stack pointer, and returns its address. */
+    public long pushString(String s, int slot) throws SystemException {
+        byte[] b = (s + "\0").getBytes(StandardCharsets.UTF_8);
+        long at = (savedRegs[Tracee.RSP] - 8192L * (slot + 1)) & ~0xfL;
+        mem.write(at, b);
+        return at;
+    }
+
+    @Override
+    public void close() throws SystemException {
+        mem.write(scratch, savedCode);
+        tracee.setRegs(savedRegs);
+    }
+}

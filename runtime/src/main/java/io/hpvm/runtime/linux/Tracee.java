@@ -1,0 +1,105 @@
+package io.hpvm.runtime.linux;
+
+import com.sun.jna.LastErrorException;
+import com.sun.jna.Memory;
+import com.sun.jna.Pointer;
+import com.sun.jna.ptr.IntByReference;
+
+/**
+ * A process under {@code PTRACE_SEIZE}. Every method must be called from the thread that seized it (a kernel
+ * rule), which is the supervisor's main thread.
+ */
+public final class Tracee {
+
+    /** Register indexes in {@code struct user_regs_struct}. */
+    public static final int R15 = 0, R14 = 1, R13 = 2, R12 = 3, RBP = 4, RBX = 5, R11 = 6, R10 = 7, R9 = 8, R8 = 9,
+        RAX = 10, RCX = 11, RDX = 12, RSI = 13, RDI = 14, ORIG_RAX = 15, RIP = 16, CS = 17, EFLAGS = 18, RSP = 19;
+    private static final int REGS_SIZE = 27 * 8;
+
+    private static final LibC C = LibC.INSTANCE;
+
+    private final int pid;
+    private final Memory regsBuf = new Memory(REGS_SIZE);
+
+    private Tracee(int pid) {
+        this.pid = pid;
+    }
+
+    public int pid() {
+        return pid;
+    }
+
+    /** Seizes a process; the tracee is killed if this process dies before detaching. */
+    public static Tracee seize(int pid) throws SystemException {
+        try {
+            C.ptrace(LibC.PTRACE_SEIZE, pid, 0, LibC.PTRACE_O_TRACEEXEC | LibC.PTRACE_O_EXITKILL);
+        } catch (LastErrorException e) {
+            throw new SystemException("ptrace(PTRACE_SEIZE, " + pid + "): " + e.getMessage()
+                + (e.getErrorCode() == 1 ? " (ptrace is forbidden here: check kernel.yama.ptrace_scope, seccomp, or "
+                + "the container's CAP_SYS_PTRACE)" : ""), e);
+        }
+        return new Tracee(pid);
+    }
+
+    /** Waits for the next stop or exit of the tracee. */
+    public WaitStatus waitStop() throws SystemException {
+        IntByReference status = new IntByReference();
+        while (true) {
+            try {
+                C.waitpid(pid, status, LibC.__WALL);
+                return new WaitStatus(status.getValue());
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != 4) { // EINTR
+                    throw SystemException.of("waitpid(" + pid + ")", e.getErrorCode());
+                }
+            }
+        }
+    }
+
+    public void cont(int signal) throws SystemException {
+        call("PTRACE_CONT", LibC.PTRACE_CONT, 0, signal);
+    }
+
+    public void detach() throws SystemException {
+        call("PTRACE_DETACH", LibC.PTRACE_DETACH, 0, 0);
+    }
+
+    /** Reads all general-purpose registers. */
+    public long[] getRegs() throws SystemException {
+        call("PTRACE_GETREGS", LibC.PTRACE_GETREGS, 0, Pointer.nativeValue(regsBuf));
+        return regsBuf.getLongArray(0, 27);
+    }
+
+    public void setRegs(long[] regs) throws SystemException {
+        regsBuf.write(0, regs, 0, 27);
+        call("PTRACE_SETREGS", LibC.PTRACE_SETREGS, 0, Pointer.nativeValue(regsBuf));
+    }
+
+    private void call(String name, int request, long addr, long data) throws SystemException {
+        try {
+            C.ptrace(request, pid, addr, data);
+        } catch (LastErrorException e) {
+            throw SystemException.of("ptrace(" + name + ", " + pid + ")", e.getErrorCode());
+        }
+    }
+
+    /**
+     * Continues until the tracee stops with SIGTRAP, passing any other signal on to it.
+     *
+     * @throws SystemException if it exits instead
+     */
+    public void contUntilTrap(String what) throws SystemException {
+        int signal = 0;
+        while (true) {
+            cont(signal);
+            WaitStatus st = waitStop();
+            if (!st.stopped()) {
+                throw new SystemException("worker " + pid + " " + st + " while " + what);
+            }
+            if (st.stopSignal() == LibC.SIGTRAP && st.event() == 0) {
+                return;
+            }
+            signal = st.event() != 0 || st.stopSignal() == LibC.SIGTRAP ? 0 : st.stopSignal();
+        }
+    }
+}

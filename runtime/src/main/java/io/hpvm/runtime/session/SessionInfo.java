@@ -1,0 +1,47 @@
+package io.hpvm.runtime.session;
+
+/**
+ * Session metadata, stored in the registry under {@code session}.
+ *
+ * @param pid        the worker's pid
+ * @param startTime  the worker's start time (/proc/PID/stat field 22), to detect pid reuse
+ * @param executable path of the worker's executable as started
+ * @param buildId    its GNU build-id ("" when none)
+ * @param loadBias   run-time address minus link-time address of the executable
+ * @param slots      where the worker maps the slot table
+ * @param code       where the worker maps the code region
+ * @param codeSize   size of the code region
+ * @param arenaStart first arena byte (after the stubs)
+ * @param arenaNext  arena bump pointer: the next free byte
+ * @param functions  number of patchable functions (slots)
+ * @param callSites  call sites rewritten at launch
+ * @param created    epoch millis when the session was created
+ */
+public record SessionInfo(int pid, long startTime, String executable, String buildId, long loadBias, long slots,
+                          long code, long codeSize, long arenaStart, long arenaNext, int functions, int callSites,
+                          long created) {
+
+    String encode() {
+        return new Fields().put("pid", pid).put("start", startTime).put("exe", executable).put("buildId", buildId)
+            .put("bias", loadBias).put("slots", slots).put("code", code).put("codeSize", codeSize)
+            .put("arenaStart", arenaStart).put("arenaNext", arenaNext).put("functions", functions)
+            .put("sites", callSites).put("created", created).encode();
+    }
+
+    static SessionInfo decode(String s) {
+        Fields f = Fields.parse(s);
+        return new SessionInfo(f.integer("pid"), f.num("start"), f.str("exe"), f.str("buildId"), f.num("bias"),
+            f.num("slots"), f.num("code"), f.num("codeSize"), f.num("arenaStart"), f.num("arenaNext"),
+            f.integer("functions"), f.integer("sites"), f.num("created"));
+    }
+
+    public SessionInfo withArenaNext(long next) {
+        return new SessionInfo(pid, startTime, executable, buildId, loadBias, slots, code, codeSize, arenaStart, next,
+            functions, callSites, created);
+    }
+
+    /** Bytes left in the arena. */
+    public long arenaFree() {
+        return code + codeSize - arenaNext;
+    }
+}

@@ -1,0 +1,23 @@
+package io.hpvm.runtime.session;
+
+/**
+ * One version of a function, stored under {@code v:NAME:N}. Version 0 is the original code.
+ *
+ * @param version number
+ * @param address entry address
+ * @param size    bytes linked (code, data, GOT and veneers)
+ * @param object  the object file it came from ("" for the original)
+ * @param created epoch millis
+ */
+public record VersionRecord(int version, long address, long size, String object, long created) {
+
+    String encode() {
+        return new Fields().put("addr", address).put("size", size).put("object", object).put("created", created)
+            .encode();
+    }
+
+    static VersionRecord decode(int version, String s) {
+        Fields f = Fields.parse(s);
+        return new VersionRecord(version, f.num("addr"), f.num("size"), f.str("object"), f.num("created"));
+    }
+}

@@ -1,0 +1,340 @@
+package io.hpvm.runtime.supervisor;
+
+import io.hpvm.asm.CallSite;
+import io.hpvm.asm.CallSiteScanner;
+import io.hpvm.asm.Decoder;
+import io.hpvm.asm.Snippets;
+import io.hpvm.loader.Elf;
+import io.hpvm.loader.ElfImage;
+import io.hpvm.loader.LoadException;
+import io.hpvm.loader.Segment;
+import io.hpvm.runtime.ExitCode;
+import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.linux.Injector;
+import io.hpvm.runtime.linux.LibC;
+import io.hpvm.runtime.linux.ProcFs;
+import io.hpvm.runtime.linux.ProcessMemory;
+import io.hpvm.runtime.linux.Spawner;
+import io.hpvm.runtime.linux.SystemException;
+import io.hpvm.runtime.linux.Tracee;
+import io.hpvm.runtime.linux.WaitStatus;
+import io.hpvm.runtime.session.CodeRegion;
+import io.hpvm.runtime.session.FunctionRecord;
+import io.hpvm.runtime.session.Registry;
+import io.hpvm.runtime.session.SessionDir;
+import io.hpvm.runtime.session.SessionInfo;
+import io.hpvm.runtime.session.SlotTable;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * {@code hpvm run}: starts the worker stopped at its entry point, maps the slot table and code region into it,
+ * writes a stub per patchable function, rewrites every proven direct call/jmp/jcc to a patchable entry so it goes
+ * through the stub, detaches, then stays as the worker's parent: forwards signals, removes the session when the
+ * worker ends, and exits with the worker's status.
+ */
+public final class Supervisor {
+
+    private static final int PROT_READ = 1;
+    private static final int PROT_EXEC = 4;
+    private static final int MAP_SHARED = 1;
+    private static final int MAP_FIXED_NOREPLACE = 0x100000;
+
+    /** Options of {@code hpvm run}. */
+    public record Options(boolean quiet, long arenaSize) {
+    }
+
+    private final Options options;
+    private final PrintStream err;
+    private volatile int workerPid = -1;
+
+    public Supervisor(Options options, PrintStream err) {
+        this.options = options;
+        this.err = err;
+    }
+
+    /** Runs the worker to completion; returns the exit status to exit with. */
+    public int run(List<String> argv) throws HpvmException {
+        long t0 = System.nanoTime();
+        Path program = resolveProgram(argv.get(0));
+        ElfImage image;
+        try {
+            image = ElfImage.read(program);
+        } catch (LoadException e) {
+            throw ExitCode.wrap(e);
+        }
+        if (image.entry() == 0 || image.type() == Elf.ET_DYN && !image.hasInterpreter()
+            && image.programHeaderAddress() < 0) {
+            throw new HpvmException(ExitCode.BAD_FILE, program + " is a shared library, not an executable");
+        }
+        List<PatchableFunctions.Function> functions = PatchableFunctions.of(image);
+        List<String> workerArgv = new ArrayList<>(argv);
+        workerArgv.set(0, argv.get(0).contains("/") ? argv.get(0) : program.toString());
+
+        installSignalForwarding();
+        int pid = Spawner.spawnStopped(workerArgv);
+        workerPid = pid;
+        SessionDir session = null;
+        SessionDir.Lock lock = null;
+        Setup setup;
+        try {
+            Tracee tracee = Spawner.runToEntry(pid, program.toString());
+            session = SessionDir.create(pid);
+            lock = session.lock();
+            setup = prepare(tracee, image, functions, session);
+            tracee.detach();
+        } catch (HpvmException | RuntimeException e) {
+            killQuietly(pid);
+            if (lock != null) {
+                lock.close();
+            }
+            if (session != null) {
+                session.delete();
+            }
+            throw e;
+        }
+        long readyMs = (System.nanoTime() - t0) / 1_000_000;
+        if (!options.quiet()) {
+            err.printf("hpvm: %s (pid %d) ready in %d ms: %d functions patchable, %d call sites rewritten; session %s%n",
+                argv.get(0), pid, readyMs, functions.size(), setup.callSites, session.dir());
+        }
+        // The worker runs now. Write the registry while holding the session lock, so an early 'hpvm swap' waits.
+        try (SessionDir.Lock held = lock) {
+            writeRegistry(session, setup, functions, program, image);
+        } catch (HpvmException | RuntimeException e) {
+            err.println("hpvm: warning: the worker runs but cannot be patched: " + e.getMessage());
+        }
+        int status = waitForExit(pid);
+        session.delete();
+        return status;
+    }
+
+    /** What {@link #prepare} did, for the registry. */
+    private static final class Setup {
+        long bias;
+        long slotsAddress;
+        long codeAddress;
+        long codeSize;
+        long arenaStart;
+        int callSites;
+        long startTime;
+        Map<Long, Integer> sitesPerFunction = new HashMap<>();
+    }
+
+    private Setup prepare(Tracee tracee, ElfImage image, List<PatchableFunctions.Function> functions,
+                          SessionDir session) throws HpvmException {
+        int pid = tracee.pid();
+        Setup s = new Setup();
+        s.startTime = ProcFs.startTime(pid);
+        s.bias = loadBias(pid, image);
+        List<ProcFs.Mapping> maps = ProcFs.maps(pid);
+        long[] exeRange = exeRange(pid, maps, image, s.bias);
+
+        int n = functions.size();
+        long slotsSize = SlotTable.fileSize(n);
+        long stubsSize = Placement.alignUp((long) n * Snippets.STUB_STRIDE, 4096);
+        s.codeSize = stubsSize + Placement.alignUp(options.arenaSize(), 4096);
+        long block = slotsSize + s.codeSize;
+        s.slotsAddress = Placement.choose(maps, exeRange[0], exeRange[1], block);
+        s.codeAddress = s.slotsAddress + slotsSize;
+        s.arenaStart = s.codeAddress + stubsSize;
+
+        try (SlotTable slots = SlotTable.create(session.slots(), n);
+             CodeRegion code = CodeRegion.create(session.code(), s.codeSize, s.codeAddress);
+             ProcessMemory mem = new ProcessMemory(pid, true)) {
+            Map<Long, Integer> slotOfEntry = new HashMap<>();
+            for (int i = 0; i < n; i++) {
+                long entry = s.bias + functions.get(i).address();
+                slots.setRelease(i, entry);
+                code.write(stubAddress(s, i), Snippets.stub(stubAddress(s, i), s.slotsAddress + SlotTable.offset(i)));
+                slotOfEntry.put(entry, i);
+            }
+            long entryPoint = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
+            try (Injector inj = new Injector(tracee, mem, entryPoint)) {
+                mapInto(inj, session.slots(), s.slotsAddress, slotsSize, PROT_READ, 0);
+                mapInto(inj, session.code(), s.codeAddress, s.codeSize, PROT_READ | PROT_EXEC, 1);
+            }
+            rewriteCallSites(mem, image, s, slotOfEntry);
+        } catch (IOException e) {
+            throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
+        } catch (LoadException e) {
+            throw new SystemException("cannot instantiate a dispatcher stub: " + e.getMessage(), e);
+        }
+        return s;
+    }
+
+    private static long stubAddress(Setup s, int index) {
+        return s.codeAddress + (long) index * Snippets.STUB_STRIDE;
+    }
+
+    private void rewriteCallSites(ProcessMemory mem, ElfImage image, Setup s, Map<Long, Integer> slotOfEntry)
+        throws SystemException {
+        List<long[]> ranges = PatchableFunctions.codeRanges(image, s.bias);
+        try (Decoder decoder = new Decoder()) {
+            for (Segment seg : image.executableSegments()) {
+                long start = s.bias + seg.vaddr();
+                byte[] text = mem.read(start, (int) seg.fileSize());
+                CallSiteScanner.Result r = CallSiteScanner.scan(decoder, text, start, ranges,
+                    slotOfEntry::containsKey);
+                ByteBuffer rel = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN);
+                for (CallSite site : r.sites()) {
+                    int slot = slotOfEntry.get(site.target());
+                    rel.putInt(0, site.displacementTo(stubAddress(s, slot)));
+                    mem.write(site.displacementAddress(), rel.array().clone());
+                    s.sitesPerFunction.merge(site.target(), 1, Integer::sum);
+                    s.callSites++;
+                }
+            }
+        }
+    }
+
+    private static void mapInto(Injector inj, Path file, long address, long size, int prot, int stringSlot)
+        throws SystemException {
+        long path = inj.pushString(file.toString(), stringSlot);
+        long fd = inj.syscall(Injector.SYS_OPENAT, Injector.AT_FDCWD, path, LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
+        if (fd < 0) {
+            throw SystemException.of("openat(" + file + ") in the worker", (int) -fd);
+        }
+        long got = inj.syscall(Injector.SYS_MMAP, address, size, prot, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+        inj.syscall(Injector.SYS_CLOSE, fd);
+        if (got != address) {
+            if (got < 0 && got > -4096) {
+                throw SystemException.of("mmap(0x" + Long.toHexString(address) + ", " + size + ", " + file
+                    + ") in the worker" + (prot != PROT_READ && got == -1 ? " (is " + file.getParent()
+                    + " mounted noexec? set HPVM_SESSION_ROOT to an exec-capable tmpfs)" : ""), (int) -got);
+            }
+            inj.syscall(Injector.SYS_MUNMAP, got, size);
+            throw new SystemException("mmap of " + file + " in the worker landed at 0x" + Long.toHexString(got)
+                + " instead of 0x" + Long.toHexString(address) + " (kernel without MAP_FIXED_NOREPLACE?)");
+        }
+    }
+
+    private static long loadBias(int pid, ElfImage image) throws SystemException {
+        if (!image.isPositionIndependent()) {
+            return 0;
+        }
+        long phdrVaddr = image.programHeaderAddress();
+        if (phdrVaddr >= 0) {
+            return ProcFs.auxv(pid, ProcFs.AT_PHDR) - phdrVaddr;
+        }
+        return ProcFs.auxv(pid, ProcFs.AT_ENTRY) - image.entry();
+    }
+
+    /** [lowest, highest) address of the executable's mappings (and the brk heap, if it exists yet). */
+    private static long[] exeRange(int pid, List<ProcFs.Mapping> maps, ElfImage image, long bias)
+        throws SystemException {
+        long lo = Long.MAX_VALUE;
+        long hi = 0;
+        for (Segment seg : image.segments()) {
+            if (seg.type() == Elf.PT_LOAD) {
+                lo = Math.min(lo, bias + seg.vaddr());
+                hi = Math.max(hi, bias + seg.vaddr() + seg.memSize());
+            }
+        }
+        for (ProcFs.Mapping m : maps) {
+            if (m.path().equals("[heap]")) {
+                hi = Math.max(hi, m.end());
+            }
+        }
+        if (lo == Long.MAX_VALUE) {
+            throw new SystemException("executable of process " + pid + " has no PT_LOAD segment");
+        }
+        return new long[] {Placement.alignDown(lo, 4096), Placement.alignUp(hi, 4096)};
+    }
+
+    private void writeRegistry(SessionDir session, Setup s, List<PatchableFunctions.Function> functions,
+                               Path program, ElfImage image) throws HpvmException {
+        try (Registry reg = Registry.create(session.registry().toFile(), functions.size())) {
+            for (int i = 0; i < functions.size(); i++) {
+                PatchableFunctions.Function f = functions.get(i);
+                long entry = s.bias + f.address();
+                reg.putFunction(new FunctionRecord(f.name(), i, entry, f.size(), stubAddress(s, i),
+                    s.sitesPerFunction.getOrDefault(entry, 0), 0, 1));
+            }
+            reg.putSession(new SessionInfo(session.pid(), s.startTime, program.toAbsolutePath().normalize().toString(),
+                image.buildId(), s.bias, s.slotsAddress, s.codeAddress, s.codeSize, s.arenaStart, s.arenaStart,
+                functions.size(), s.callSites, System.currentTimeMillis()));
+        }
+    }
+
+    private static Path resolveProgram(String name) throws HpvmException {
+        Path p;
+        if (name.contains("/")) {
+            p = Path.of(name);
+        } else {
+            p = null;
+            for (String dir : System.getenv().getOrDefault("PATH", "/usr/bin:/bin").split(":")) {
+                Path c = Path.of(dir.isEmpty() ? "." : dir, name);
+                if (Files.isRegularFile(c) && Files.isExecutable(c)) {
+                    p = c;
+                    break;
+                }
+            }
+            if (p == null) {
+                throw new HpvmException(ExitCode.BAD_FILE, name + ": no such executable (not found in PATH)");
+            }
+        }
+        if (!Files.exists(p)) {
+            throw new HpvmException(ExitCode.BAD_FILE, p + ": no such file");
+        }
+        if (!Files.isRegularFile(p) || !Files.isExecutable(p)) {
+            throw new HpvmException(ExitCode.BAD_FILE, p + ": not an executable file");
+        }
+        return p;
+    }
+
+    @SuppressWarnings("restriction")
+    private void installSignalForwarding() {
+        for (String name : new String[] {"INT", "TERM", "HUP", "QUIT"}) {
+            try {
+                sun.misc.Signal.handle(new sun.misc.Signal(name), sig -> {
+                    int pid = workerPid;
+                    if (pid > 0) {
+                        try {
+                            LibC.INSTANCE.kill(pid, sig.getNumber());
+                        } catch (RuntimeException ignored) {
+                            // the worker is gone; its exit is reported by waitpid
+                        }
+                    }
+                });
+            } catch (IllegalArgumentException e) {
+                // TODO(native forwarding): the JVM keeps SIGQUIT for thread dumps.
+            }
+        }
+    }
+
+    private static int waitForExit(int pid) throws SystemException {
+        com.sun.jna.ptr.IntByReference status = new com.sun.jna.ptr.IntByReference();
+        while (true) {
+            try {
+                LibC.INSTANCE.waitpid(pid, status, 0);
+                WaitStatus st = new WaitStatus(status.getValue());
+                if (st.exited() || !st.stopped()) {
+                    return st.shellStatus();
+                }
+            } catch (com.sun.jna.LastErrorException e) {
+                if (e.getErrorCode() != 4) {
+                    throw SystemException.of("waitpid(" + pid + ")", e.getErrorCode());
+                }
+            }
+        }
+    }
+
+    private static void killQuietly(int pid) {
+        try {
+            LibC.INSTANCE.kill(pid, LibC.SIGKILL);
+            LibC.INSTANCE.waitpid(pid, new com.sun.jna.ptr.IntByReference(), 0);
+        } catch (RuntimeException ignored) {
+            // already gone
+        }
+    }
+}

@@ -1,0 +1,166 @@
+package io.hpvm.runtime.swap;
+
+import io.hpvm.loader.Elf;
+import io.hpvm.loader.LinkedImage;
+import io.hpvm.loader.LoadException;
+import io.hpvm.loader.Linker;
+import io.hpvm.loader.RelocatableObject;
+import io.hpvm.runtime.ExitCode;
+import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.linux.ProcFs;
+import io.hpvm.runtime.linux.SystemException;
+import io.hpvm.runtime.session.CodeRegion;
+import io.hpvm.runtime.session.FunctionRecord;
+import io.hpvm.runtime.session.Registry;
+import io.hpvm.runtime.session.SessionDir;
+import io.hpvm.runtime.session.SessionInfo;
+import io.hpvm.runtime.session.SlotTable;
+import io.hpvm.runtime.session.VersionRecord;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Swaps and rolls back functions of a running worker through its session's shared files. The order is what keeps
+ * a failure harmless: link completely (nothing written), reserve arena space in the registry, write the code into
+ * never-executed arena space, and only then store the slot. Any failure before the store leaves the worker's
+ * behaviour exactly as it was.
+ */
+public final class SwapEngine {
+
+    /** The outcome of a swap or rollback, for the one-line report. */
+    public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
+                         LinkedImage image) {
+    }
+
+    private final SessionDir session;
+
+    public SwapEngine(SessionDir session) {
+        this.session = session;
+    }
+
+    /** Replaces {@code function}'s body with {@code function} from {@code object}. */
+    public Result swap(String function, Path object) throws HpvmException {
+        long t0 = System.nanoTime();
+        RelocatableObject obj;
+        try {
+            obj = RelocatableObject.read(object);
+        } catch (LoadException e) {
+            throw ExitCode.wrap(e);
+        }
+        try (SessionDir.Lock lock = session.lock(); Registry reg = Registry.open(session.registry().toFile())) {
+            SessionInfo info = checkedSession(reg);
+            FunctionRecord fn = function(reg, function, info);
+            long base = (info.arenaNext() + 63) & ~63L;
+            WorkerSymbols symbols;
+            try {
+                symbols = new WorkerSymbols(reg, info.pid(), info.loadBias());
+            } catch (LoadException e) {
+                throw ExitCode.wrap(e);
+            }
+            LinkedImage image;
+            try {
+                image = Linker.link(obj, fn.name().replaceFirst("@0x[0-9a-f]+$", ""), symbols, base);
+            } catch (LoadException e) {
+                String more = symbols.ambiguous().isEmpty() ? ""
+                    : "; not resolved with certainty: " + String.join(", ", symbols.ambiguous());
+                throw new HpvmException(ExitCode.of(e), e.getMessage() + more, e);
+            }
+            if (base + image.size() > info.code() + info.codeSize()) {
+                throw new HpvmException(ExitCode.SYSTEM, "the code arena of session " + session.dir() + " is full: "
+                    + image.size() + " bytes needed, " + Math.max(0, info.arenaFree()) + " free (start the worker "
+                    + "with a larger --arena-size)");
+            }
+            // Reserve first: if anything below fails, the space is lost but never reused under a running thread.
+            reg.putSession(info.withArenaNext(base + image.size()));
+            try (CodeRegion code = CodeRegion.open(session.code(), info.code());
+                 SlotTable slots = SlotTable.open(session.slots())) {
+                code.write(base, image.bytes());
+                slots.setRelease(fn.slot(), image.entryAddress());
+            } catch (IOException e) {
+                throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
+            }
+            int version = fn.versions();
+            reg.putVersion(fn.name(), new VersionRecord(version, image.entryAddress(), image.size(),
+                object.toAbsolutePath().toString(), System.currentTimeMillis()));
+            reg.putFunction(fn.withCurrent(version, version + 1));
+            return new Result(fn.name(), fn.current(), version, image.entryAddress(), image.size(),
+                (System.nanoTime() - t0) / 1000, image);
+        }
+    }
+
+    /** Points {@code function}'s slot back at an earlier version: {@code to}, or the one before the current. */
+    public Result rollback(String function, Integer to) throws HpvmException {
+        long t0 = System.nanoTime();
+        try (SessionDir.Lock lock = session.lock(); Registry reg = Registry.open(session.registry().toFile())) {
+            SessionInfo info = checkedSession(reg);
+            FunctionRecord fn = function(reg, function, info);
+            int target = to != null ? to : fn.current() - 1;
+            if (target < 0) {
+                throw new HpvmException(ExitCode.USAGE, fn.name() + " already runs version 0, the original code; "
+                    + "there is nothing to roll back to");
+            }
+            if (target >= fn.versions()) {
+                throw new HpvmException(ExitCode.USAGE, fn.name() + " has no version " + target + " (versions 0.."
+                    + (fn.versions() - 1) + ")");
+            }
+            long address = addressOf(reg, fn, target);
+            try (SlotTable slots = SlotTable.open(session.slots())) {
+                slots.setRelease(fn.slot(), address);
+            } catch (IOException e) {
+                throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
+            }
+            reg.putFunction(fn.withCurrent(target, fn.versions()));
+            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, null);
+        }
+    }
+
+    /** The entry address of a version (0 is the original). */
+    public static long addressOf(Registry reg, FunctionRecord fn, int version) throws SystemException {
+        if (version == 0) {
+            return fn.address();
+        }
+        VersionRecord v = reg.version(fn.name(), version);
+        if (v == null) {
+            throw new SystemException("registry has no record of " + fn.name() + " version " + version);
+        }
+        return v.address();
+    }
+
+    /** The session's metadata, after checking its worker is the process that created it. */
+    public SessionInfo checkedSession(Registry reg) throws HpvmException {
+        SessionInfo info = reg.session();
+        long start = ProcFs.startTime(info.pid());
+        if (start != info.startTime()) {
+            throw new HpvmException(ExitCode.NO_SESSION, "the worker of session " + session.dir() + " (pid "
+                + info.pid() + ") has exited" + (start >= 0 ? " and its pid was reused" : ""));
+        }
+        return info;
+    }
+
+    private FunctionRecord function(Registry reg, String name, SessionInfo info) throws HpvmException {
+        FunctionRecord fn = reg.function(name);
+        if (fn != null) {
+            return fn;
+        }
+        List<String> similar = new ArrayList<>();
+        for (FunctionRecord f : reg.functions()) {
+            if (f.name().startsWith(name + "@") || f.name().contains(name)) {
+                similar.add(f.name());
+            }
+        }
+        similar.sort(null);
+        throw new HpvmException(ExitCode.LINK_FAILED, "the worker (pid " + info.pid() + ", " + info.executable()
+            + ") has no patchable function '" + name + "'"
+            + (similar.isEmpty() ? "; 'hpvm ls' lists them" : "; did you mean: " + String.join(", ",
+            similar.subList(0, Math.min(8, similar.size()))) + "?"));
+    }
+
+    /** Formats the one-line report of a swap. */
+    public static String describe(Result r, Path object) {
+        return String.format("swapped %s: v%d -> v%d at %s (%d bytes from %s) in %.1f ms", r.function(),
+            r.fromVersion(), r.toVersion(), Elf.hex(r.address()), r.size(), object, r.micros() / 1000.0);
+    }
+}

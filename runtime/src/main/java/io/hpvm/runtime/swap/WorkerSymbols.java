@@ -1,0 +1,163 @@
+package io.hpvm.runtime.swap;
+
+import io.hpvm.loader.Elf;
+import io.hpvm.loader.ElfImage;
+import io.hpvm.loader.LoadException;
+import io.hpvm.loader.Symbol;
+import io.hpvm.loader.SymbolResolver;
+import io.hpvm.runtime.linux.ProcFs;
+import io.hpvm.runtime.linux.SystemException;
+import io.hpvm.runtime.session.FunctionRecord;
+import io.hpvm.runtime.session.Registry;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+
+/**
+ * What a name means inside a running worker, in the order a patch's references resolve: the stub of a patchable
+ * function (so patched code always calls current versions), another symbol of the executable (globals first; a
+ * local name only when it is unique), then a symbol exported by a shared library the worker has mapped (in the
+ * order of {@code /proc/PID/maps}).
+ */
+public final class WorkerSymbols implements SymbolResolver {
+
+    private final Registry registry;
+    private final int pid;
+    private final Map<String, List<Symbol>> exeSymbols = new HashMap<>();
+    private final long exeBias;
+    private final Path exePath;
+    private final List<Path> libraries = new ArrayList<>();
+    private final Map<Path, Long> libraryStart = new LinkedHashMap<>();
+    private final Map<Path, Long> libraryBias = new HashMap<>();
+    private final Map<Path, Map<String, Symbol>> libraryExports = new HashMap<>();
+    private final TreeSet<String> ambiguous = new TreeSet<>();
+
+    public WorkerSymbols(Registry registry, int pid, long exeBias) throws SystemException, LoadException {
+        this.registry = registry;
+        this.pid = pid;
+        this.exeBias = exeBias;
+        this.exePath = Path.of("/proc/" + pid + "/exe");
+        ElfImage exe = ElfImage.read(exePath);
+        for (Symbol s : exe.symbols()) {
+            if (s.isDefined() && !s.name().isEmpty() && s.type() != Elf.STT_SECTION && s.type() != Elf.STT_FILE
+                && s.sectionIndex() != Elf.SHN_ABS && s.type() != Elf.STT_TLS) {
+                exeSymbols.computeIfAbsent(s.name(), k -> new ArrayList<>()).add(s);
+            }
+        }
+        String exeTarget = ProcFs.maps(pid).isEmpty() ? "" : readLink(exePath);
+        for (ProcFs.Mapping m : ProcFs.maps(pid)) {
+            if (m.offset() == 0 && m.path().startsWith("/") && !m.path().equals(exeTarget)
+                && !m.path().startsWith("/dev/") && !libraryStart.containsKey(Path.of(m.path()))) {
+                libraryStart.put(Path.of(m.path()), m.start());
+                libraries.add(Path.of(m.path()));
+            }
+        }
+    }
+
+    private static String readLink(Path p) {
+        try {
+            return p.toRealPath().toString();
+        } catch (java.io.IOException e) {
+            return "";
+        }
+    }
+
+    @Override
+    public Resolution resolve(String name, Symbol use) {
+        FunctionRecord f = registry.function(name);
+        if (f != null) {
+            return new Resolution(f.stub(), "stub of " + name);
+        }
+        List<Symbol> candidates = exeSymbols.get(name);
+        if (candidates != null) {
+            Symbol global = null;
+            List<Symbol> locals = new ArrayList<>();
+            for (Symbol s : candidates) {
+                if (!s.isLocal()) {
+                    global = global == null ? s : global;
+                } else {
+                    locals.add(s);
+                }
+            }
+            if (global != null) {
+                return new Resolution(exeBias + global.value(), "worker executable");
+            }
+            if (locals.size() == 1) {
+                return new Resolution(exeBias + locals.get(0).value(), "worker executable (static in "
+                    + locals.get(0).file() + ")");
+            }
+            ambiguous.add(name + " (" + locals.size() + " file-local definitions)");
+            return null;
+        }
+        for (Path lib : libraries) {
+            Symbol s = exports(lib).get(name);
+            if (s != null) {
+                if (s.type() == Elf.STT_GNU_IFUNC) {
+                    return resolveIfunc(lib, name);
+                }
+                return new Resolution(libraryBias.get(lib) + s.value(), lib.getFileName().toString());
+            }
+        }
+        return null;
+    }
+
+    /**
+     * An IFUNC ({@code memcpy}, {@code strlen}, ...) names a resolver that picks an implementation for this CPU, not
+     * the implementation. hpvm runs on the same machine and maps the same library file, so it asks its own dynamic
+     * linker (dlsym runs the resolver) and moves the answer from its own load address to the worker's.
+     */
+    private Resolution resolveIfunc(Path lib, String name) {
+        try {
+            String real = lib.toRealPath().toString();
+            Long ourStart = null;
+            for (ProcFs.Mapping m : ProcFs.maps(io.hpvm.runtime.linux.LibC.INSTANCE.getpid())) {
+                if (m.offset() == 0 && m.path().equals(real)) {
+                    ourStart = m.start();
+                    break;
+                }
+            }
+            if (ourStart == null) {
+                ambiguous.add(name + " (an IFUNC in " + lib + ", which hpvm itself has not loaded)");
+                return null;
+            }
+            long ours = com.sun.jna.Pointer.nativeValue(
+                com.sun.jna.NativeLibrary.getInstance(real).getGlobalVariableAddress(name));
+            return new Resolution(ours - ourStart + libraryStart.get(lib), lib.getFileName() + " (IFUNC resolved)");
+        } catch (java.io.IOException | SystemException | RuntimeException e) {
+            ambiguous.add(name + " (IFUNC in " + lib + ": " + e.getMessage() + ")");
+            return null;
+        }
+    }
+
+    /** Names that could not be resolved with certainty (several file-local definitions, unresolvable IFUNCs). */
+    public TreeSet<String> ambiguous() {
+        return ambiguous;
+    }
+
+    private Map<String, Symbol> exports(Path lib) {
+        return libraryExports.computeIfAbsent(lib, p -> {
+            Map<String, Symbol> m = new HashMap<>();
+            try {
+                ElfImage img = ElfImage.read(p);
+                libraryBias.put(p, libraryStart.get(p) - img.lowestLoadAddress());
+                for (Symbol s : img.exportedSymbols()) {
+                    if (s.type() == Elf.STT_TLS) {
+                        continue;
+                    }
+                    Symbol prev = m.get(s.name());
+                    if (prev == null || prev.bind() == Elf.STB_WEAK && s.bind() == Elf.STB_GLOBAL) {
+                        m.put(s.name(), s);
+                    }
+                }
+            } catch (LoadException e) {
+                // not an ELF file we can read (e.g. a mapped data file): contributes no symbols
+            }
+            return m;
+        });
+    }
+}

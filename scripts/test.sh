@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests of the loader and dispatcher-asm, and the runtime tests that compile C workers and
+# patches with gcc, run them under hpvm as real processes and swap functions live.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+hpvm_need
+mvn -B -ntp install "$@"
