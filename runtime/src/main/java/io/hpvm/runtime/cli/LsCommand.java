@@ -21,6 +21,13 @@ import java.util.concurrent.Callable;
         "With one worker running (or --pid), shows its functions; with several, lists the workers."})
 final class LsCommand implements Callable<Integer> {
 
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    private java.io.PrintWriter out() {
+        return spec.commandLine().getOut();
+    }
+
     @Option(names = "--pid", paramLabel = "PID", description = "Show this worker's functions.")
     Integer pid;
 
@@ -39,44 +46,44 @@ final class LsCommand implements Callable<Integer> {
             return 0;
         }
         SessionDir s = SessionDir.find(pid);
-        try (Registry reg = Registry.open(s.registry().toFile())) {
+        try (Registry reg = s.openRegistry()) {
             SessionInfo info = new SwapEngine(s).checkedSession(reg);
             List<FunctionRecord> fns = reg.functions();
             fns.sort(Comparator.comparing(FunctionRecord::name));
             long patched = fns.stream().filter(f -> f.versions() > 1).count();
-            System.out.printf("worker %d  %s  %d functions, %d call sites rewritten, %d patched, arena %d of %d "
+            out().printf("worker %d  %s  %d functions, %d call sites rewritten, %d patched, arena %d of %d "
                     + "bytes used%n", info.pid(), info.executable(), info.functions(), info.callSites(), patched,
                 info.arenaNext() - info.arenaStart(), info.code() + info.codeSize() - info.arenaStart());
-            System.out.printf("%-32s %-9s %-18s %6s  %s%n", "FUNCTION", "VERSION", "ADDRESS", "SITES", "ROUTE");
+            out().printf("%-32s %-9s %-18s %6s  %s%n", "FUNCTION", "VERSION", "ADDRESS", "SITES", "ROUTE");
             for (FunctionRecord f : fns) {
                 if (patchedOnly && f.versions() <= 1) {
                     continue;
                 }
                 long at = SwapEngine.addressOf(reg, f, f.current());
                 String version = "v" + f.current() + (f.versions() > 1 ? "/" + (f.versions() - 1) : "");
-                System.out.printf("%-32s %-9s %-18s %6d  %s%n", f.name(), version, Elf.hex(at), f.callSites(),
+                out().printf("%-32s %-9s %-18s %6d  %s%n", f.name(), version, Elf.hex(at), f.callSites(),
                     f.callSites() > 0 ? "call sites" : "none (only called indirectly or not at all)");
             }
         }
         return 0;
     }
 
-    private static void listSessions(List<SessionDir> all) throws HpvmException {
+    private void listSessions(List<SessionDir> all) throws HpvmException {
         if (all.isEmpty()) {
-            System.out.println("no workers are running under hpvm (" + SessionDir.root() + " is empty)");
+            out().println("no workers are running under hpvm (" + SessionDir.root() + " is empty)");
             return;
         }
-        System.out.printf("%-8s %-6s %9s %8s  %s%n", "PID", "STATE", "FUNCTIONS", "PATCHED", "EXECUTABLE");
+        out().printf("%-8s %-6s %9s %8s  %s%n", "PID", "STATE", "FUNCTIONS", "PATCHED", "EXECUTABLE");
         for (SessionDir s : all) {
             if (!s.isLive()) {
-                System.out.printf("%-8d %-6s %9s %8s  %s%n", s.pid(), "stale", "-", "-", "(remove with: rm -r "
+                out().printf("%-8d %-6s %9s %8s  %s%n", s.pid(), "stale", "-", "-", "(remove with: rm -r "
                     + s.dir() + ")");
                 continue;
             }
-            try (Registry reg = Registry.open(s.registry().toFile())) {
+            try (Registry reg = s.openRegistry()) {
                 SessionInfo info = reg.session();
                 long patched = reg.functions().stream().filter(f -> f.versions() > 1).count();
-                System.out.printf("%-8d %-6s %9d %8d  %s%n", s.pid(), "live", info.functions(), patched,
+                out().printf("%-8d %-6s %9d %8d  %s%n", s.pid(), "live", info.functions(), patched,
                     info.executable());
             }
         }

@@ -16,6 +16,13 @@ import java.util.concurrent.Callable;
     footer = {"", "Examples:", "  hpvm rollback compute", "  hpvm rollback compute --to 0"})
 final class RollbackCommand implements Callable<Integer> {
 
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    private java.io.PrintWriter out() {
+        return spec.commandLine().getOut();
+    }
+
     @Option(names = "--pid", paramLabel = "PID", description = "Worker to act on (needed when several run).")
     Integer pid;
 
@@ -28,7 +35,7 @@ final class RollbackCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         SwapEngine.Result r = new SwapEngine(SessionDir.find(pid)).rollback(function, to);
-        System.out.printf("rolled back %s: v%d -> v%d at %s in %.1f ms%n", r.function(), r.fromVersion(),
+        out().printf("rolled back %s: v%d -> v%d at %s in %.1f ms%n", r.function(), r.fromVersion(),
             r.toVersion(), Elf.hex(r.address()), r.micros() / 1000.0);
         return 0;
     }

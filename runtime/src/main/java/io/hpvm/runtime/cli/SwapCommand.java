@@ -19,6 +19,13 @@ import java.util.concurrent.Callable;
     footer = {"", "Example:", "  gcc -O2 -c fixed.c -o fixed.o && hpvm swap compute fixed.o"})
 final class SwapCommand implements Callable<Integer> {
 
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    private java.io.PrintWriter out() {
+        return spec.commandLine().getOut();
+    }
+
     @Option(names = "--pid", paramLabel = "PID", description = "Worker to patch (needed when several run under hpvm).")
     Integer pid;
 
@@ -32,7 +39,7 @@ final class SwapCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         SwapEngine engine = new SwapEngine(SessionDir.find(pid));
         SwapEngine.Result r = engine.swap(function, object);
-        System.out.println(SwapEngine.describe(r, object));
+        out().println(SwapEngine.describe(r, object));
         return 0;
     }
 }

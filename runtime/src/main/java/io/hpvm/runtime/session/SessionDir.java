@@ -31,9 +31,9 @@ public final class SessionDir {
         this.pid = pid;
     }
 
-    /** {@code /dev/shm/hpvm-UID}, or {@code $HPVM_SESSION_ROOT}. */
+    /** {@code /dev/shm/hpvm-UID}, or {@code $HPVM_SESSION_ROOT} (or the system property hpvm.session.root). */
     public static Path root() {
-        String override = System.getenv("HPVM_SESSION_ROOT");
+        String override = System.getProperty("hpvm.session.root", System.getenv("HPVM_SESSION_ROOT"));
         return override != null && !override.isEmpty() ? Path.of(override)
             : Path.of("/dev/shm", "hpvm-" + LibC.INSTANCE.getuid());
     }
@@ -191,6 +191,16 @@ public final class SessionDir {
                 LibC.INSTANCE.close(fd); // releases the flock
                 fd = -1;
             }
+        }
+    }
+
+    /**
+     * Opens the session's registry for reading. A session whose supervisor is still writing it holds the lock, so
+     * this waits for the lock first.
+     */
+    public Registry openRegistry() throws SystemException {
+        try (Lock ignored = lock()) {
+            return Registry.open(registry().toFile());
         }
     }
 

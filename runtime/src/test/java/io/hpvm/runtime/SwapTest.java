@@ -1,0 +1,171 @@
+package io.hpvm.runtime;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.function.LongBinaryOperator;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * End-to-end: real C workers compiled with gcc, run under a real {@code hpvm run}, patched with objects compiled
+ * with gcc, asserting on what the worker prints before and after each swap and rollback.
+ */
+class SwapTest {
+
+    static final Duration WAIT = Duration.ofSeconds(20);
+
+    /** A loop printing "i compute(i)" about 50 times a second. */
+    static final String LOOP_WORKER = """
+        #include <stdio.h>
+        #include <unistd.h>
+        __attribute__((noinline)) long compute(long x) { return x * 2; }
+        int main(void) {
+            setvbuf(stdout, NULL, _IOLBF, 0);
+            for (long i = 0; ; i++) { printf("%ld %ld\\n", i, compute(i)); usleep(20000); }
+        }
+        """;
+
+    @TempDir
+    Path dir;
+
+    Path sessions() {
+        return dir.resolve("sessions");
+    }
+
+    /** Waits until, after {@code mark}, the worker prints lines that all satisfy {@code expected}. */
+    static void assertBehaviour(TestWorker w, int mark, LongBinaryOperator expected, String what) {
+        // Skip one line: a call that was in flight when the command returned may still finish in the old version.
+        List<String> lines = w.awaitLines(mark + 1, 6, WAIT);
+        for (String line : lines) {
+            String[] f = line.trim().split("\\s+");
+            long i = Long.parseLong(f[0]);
+            long v = Long.parseLong(f[f.length - 1]);
+            assertEquals(expected.applyAsLong(i, 0), v, what + ": line '" + line + "'\n" + w);
+        }
+    }
+
+    static Hpvm.Result ok(Hpvm.Result r) {
+        assertEquals(0, r.code(), r.toString());
+        return r;
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource({"pie,-O0", "pie,-O2", "no-pie,-O0", "no-pie,-O2"})
+    void swapAndRollBackOnPieAndNonPie(String kind, String opt) {
+        String[] flags = kind.equals("pie") ? new String[] {opt, "-fPIE", "-pie"}
+            : new String[] {opt, "-fno-pie", "-no-pie"};
+        Path exe = Gcc.executable(dir, "loop", LOOP_WORKER, flags);
+        Path patch = Gcc.object(dir, "fix", "long compute(long x) { return x * 3; }\n", flags);
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            assertBehaviour(w, w.mark(), (i, z) -> i * 2, "before the swap");
+            Hpvm.Result r = ok(Hpvm.cmd(sessions(), "swap", "compute", patch.toString()));
+            assertTrue(r.out().startsWith("swapped compute: v0 -> v1 at 0x"), r.out());
+            assertBehaviour(w, w.mark(), (i, z) -> i * 3, "after the swap");
+            Hpvm.Result ls = ok(Hpvm.cmd(sessions(), "ls"));
+            assertTrue(ls.out().matches("(?s).*\\ncompute\\s+v1/1\\s+0x[0-9a-f]+\\s+1\\s+call sites.*"), ls.out());
+            ok(Hpvm.cmd(sessions(), "rollback", "compute"));
+            assertBehaviour(w, w.mark(), (i, z) -> i * 2, "after the rollback");
+            ok(Hpvm.cmd(sessions(), "rollback", "compute", "--to", "1"));
+            assertBehaviour(w, w.mark(), (i, z) -> i * 3, "after rolling forward to v1");
+        }
+    }
+
+    @Test
+    void patchCallsLibcWithAStringLiteralAndKeepsGlobalState() {
+        Path exe = Gcc.executable(dir, "state", """
+            #include <stdio.h>
+            #include <unistd.h>
+            long counter;
+            __attribute__((noinline)) long step(void) { counter += 1; return counter; }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { long v = step(); printf("%ld %ld\\n", i, v); usleep(20000); }
+            }
+            """, "-O2");
+        // The patch is the whole file recompiled: it defines counter too, which must bind to the live one.
+        Path patch = Gcc.object(dir, "state_fix", """
+            #include <stdio.h>
+            long counter;
+            long step(void) { counter += 1000; printf("[patched] step adds %d\\n", 1000); return counter; }
+            """, "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            List<String> before = w.awaitLines(w.mark(), 5, WAIT);
+            long last = Long.parseLong(before.get(4).split(" ")[1]);
+            assertTrue(last >= 5, "counter counts: " + before);
+            int mark = w.mark();
+            ok(Hpvm.cmd(sessions(), "swap", "step", patch.toString()));
+            int swapped = w.mark();
+            String banner = w.awaitLine(mark, l -> l.startsWith("[patched] step adds 1000"), WAIT);
+            assertEquals("[patched] step adds 1000", banner);
+            List<String> after = w.awaitLines(swapped, 12, WAIT);
+            long prev = -1;
+            int jumps = 0;
+            for (String line : after) {
+                if (line.startsWith("[patched]")) {
+                    continue;
+                }
+                long v = Long.parseLong(line.split(" ")[1]);
+                if (prev >= 0) {
+                    long d = v - prev;
+                    assertTrue(d == 1 || d == 1000, "counter carried on across the swap: " + after);
+                    jumps += d == 1000 ? 1 : 0;
+                }
+                prev = v;
+            }
+            assertTrue(jumps >= 3, "the new step() updates the live counter: " + after);
+            assertTrue(prev > last + 1000, "state kept: before " + last + ", after " + prev);
+        }
+    }
+
+    @Test
+    void recursiveFunctionRecursesIntoTheNewVersion() {
+        Path exe = Gcc.executable(dir, "fib", """
+            #include <stdio.h>
+            #include <unistd.h>
+            __attribute__((noinline)) long fib(long n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { printf("%ld %ld\\n", i, fib(15)); usleep(20000); }
+            }
+            """, "-O2");
+        // New base case: fib'(0) = 0, fib'(1) = 2, so fib'(15) = 2 * fib(15) = 1220 only if every recursive call
+        // runs the new version.
+        Path patch = Gcc.object(dir, "fib_fix", "long fib(long n) { return n < 2 ? 2 * n : fib(n - 1) + fib(n - 2); }\n",
+            "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            assertBehaviour(w, w.mark(), (i, z) -> 610, "fib(15) before");
+            ok(Hpvm.cmd(sessions(), "swap", "fib", patch.toString()));
+            assertBehaviour(w, w.mark(), (i, z) -> 1220, "fib(15) after, recursing into the new version");
+        }
+    }
+
+    @Test
+    void functionCalledFromSeveralCallSites() {
+        Path exe = Gcc.executable(dir, "sites", """
+            #include <stdio.h>
+            #include <unistd.h>
+            __attribute__((noinline)) long f(long x) { return x + 1; }
+            __attribute__((noinline)) long a(long x) { return f(x) * 10; }
+            __attribute__((noinline)) long b(long x) { return f(x) * 100; }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { printf("%ld %ld\\n", i, f(i) + a(i) + b(i)); usleep(20000); }
+            }
+            """, "-O1");
+        Path patch = Gcc.object(dir, "f_fix", "long f(long x) { return x + 2; }\n", "-O1");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            assertBehaviour(w, w.mark(), (i, z) -> (i + 1) * 111, "before");
+            Hpvm.Result ls = ok(Hpvm.cmd(sessions(), "ls"));
+            assertTrue(ls.out().matches("(?s).*\\nf\\s+v0\\s+0x[0-9a-f]+\\s+3\\s+call sites.*"), ls.out());
+            ok(Hpvm.cmd(sessions(), "swap", "f", patch.toString()));
+            assertBehaviour(w, w.mark(), (i, z) -> (i + 2) * 111, "every call site runs the new f");
+        }
+    }
+}

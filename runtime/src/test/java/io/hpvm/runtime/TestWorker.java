@@ -1,0 +1,216 @@
+package io.hpvm.runtime;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * A real worker under a real {@code hpvm run} supervisor, started as a separate JVM exactly like {@code bin/hpvm
+ * run} does (same main class, same JVM flags), with its stdout and stderr collected line by line.
+ */
+public final class TestWorker implements AutoCloseable {
+
+    private static final Pattern READY = Pattern.compile("\\(pid (\\d+)\\) ready in");
+
+    private final Process process;
+    private final List<String> out = new ArrayList<>();
+    private final List<String> err = new ArrayList<>();
+    private int pid = -1;
+
+    private TestWorker(Process process) {
+        this.process = process;
+        collect(process.getInputStream(), out);
+        collect(process.getErrorStream(), err);
+    }
+
+    /** Starts {@code hpvm run [runOptions] exe args} and waits for its ready line. */
+    public static TestWorker start(Path sessionRoot, List<String> runOptions, Path exe, String... args) {
+        TestWorker w = launch(sessionRoot, runOptions, exe, args);
+        w.awaitReady();
+        return w;
+    }
+
+    /** Starts {@code hpvm run} without waiting (for tests of start-up failures). */
+    public static TestWorker launch(Path sessionRoot, List<String> runOptions, Path exe, String... args) {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (a.startsWith("--add-") || a.startsWith("-Dchronicle")) {
+                cmd.add(a);
+            }
+        }
+        cmd.add("-XX:TieredStopAtLevel=1");
+        cmd.add("-cp");
+        cmd.add(System.getProperty("java.class.path"));
+        cmd.add("io.hpvm.runtime.cli.Main");
+        cmd.add("run");
+        cmd.addAll(runOptions);
+        cmd.add(exe.toString());
+        cmd.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd);
+        pb.environment().put("HPVM_SESSION_ROOT", sessionRoot.toString());
+        try {
+            return new TestWorker(pb.start());
+        } catch (IOException e) {
+            throw new AssertionError("cannot start hpvm run: " + e, e);
+        }
+    }
+
+    private static void collect(InputStream in, List<String> sink) {
+        Thread t = new Thread(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8))) {
+                String line;
+                while ((line = r.readLine()) != null) {
+                    synchronized (sink) {
+                        sink.add(line);
+                        sink.notifyAll();
+                    }
+                }
+            } catch (IOException ignored) {
+                // process ended
+            }
+        });
+        t.setDaemon(true);
+        t.start();
+    }
+
+    private void awaitReady() {
+        String line = await(err, 0, l -> READY.matcher(l).find() || l.startsWith("hpvm: error"),
+            Duration.ofSeconds(30));
+        Matcher m = READY.matcher(line);
+        if (!m.find()) {
+            throw new AssertionError("hpvm run failed: " + line + "\n" + this);
+        }
+        pid = Integer.parseInt(m.group(1));
+    }
+
+    /** The worker's pid (not the supervisor's). */
+    public int pid() {
+        return pid;
+    }
+
+    public Process supervisor() {
+        return process;
+    }
+
+    /** Number of stdout lines so far: pass it to {@link #awaitLine} to look only at later lines. */
+    public int mark() {
+        synchronized (out) {
+            return out.size();
+        }
+    }
+
+    /** Waits for a stdout line at index >= {@code from} matching {@code p}; returns it. */
+    public String awaitLine(int from, Predicate<String> p, Duration timeout) {
+        return await(out, from, p, timeout);
+    }
+
+    /** Waits until stdout has at least {@code count} lines past {@code from}; returns those lines. */
+    public List<String> awaitLines(int from, int count, Duration timeout) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        synchronized (out) {
+            while (out.size() < from + count) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    throw new AssertionError("timed out waiting for " + count + " lines\n" + this);
+                }
+                try {
+                    out.wait(Math.max(1, left / 1_000_000));
+                } catch (InterruptedException e) {
+                    throw new AssertionError(e);
+                }
+            }
+            return new ArrayList<>(out.subList(from, from + count));
+        }
+    }
+
+    private String await(List<String> sink, int from, Predicate<String> p, Duration timeout) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        synchronized (sink) {
+            int i = from;
+            while (true) {
+                for (; i < sink.size(); i++) {
+                    if (p.test(sink.get(i))) {
+                        return sink.get(i);
+                    }
+                }
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    throw new AssertionError("timed out waiting for a line\n" + this);
+                }
+                try {
+                    sink.wait(Math.max(1, left / 1_000_000));
+                } catch (InterruptedException e) {
+                    throw new AssertionError(e);
+                }
+            }
+        }
+    }
+
+    /** Waits for the supervisor to exit and returns its exit status. */
+    public int waitExit(Duration timeout) {
+        try {
+            if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+                throw new AssertionError("hpvm run did not exit in " + timeout + "\n" + this);
+            }
+        } catch (InterruptedException e) {
+            throw new AssertionError(e);
+        }
+        return process.exitValue();
+    }
+
+    public String stderr() {
+        synchronized (err) {
+            return String.join("\n", err);
+        }
+    }
+
+    public String stdout() {
+        synchronized (out) {
+            return String.join("\n", out);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "--- worker stdout (last lines)\n" + tail(out) + "\n--- hpvm run stderr\n" + tail(err);
+    }
+
+    private static String tail(List<String> lines) {
+        synchronized (lines) {
+            return String.join("\n", lines.subList(Math.max(0, lines.size() - 30), lines.size()));
+        }
+    }
+
+    @Override
+    public void close() {
+        if (process.isAlive()) {
+            process.destroy(); // SIGTERM, forwarded to the worker
+            try {
+                if (!process.waitFor(10, TimeUnit.SECONDS)) {
+                    process.destroyForcibly();
+                }
+            } catch (InterruptedException e) {
+                process.destroyForcibly();
+            }
+        }
+        if (pid > 0 && io.hpvm.runtime.linux.ProcFs.state(pid) != '?') {
+            try {
+                io.hpvm.runtime.linux.LibC.INSTANCE.kill(pid, io.hpvm.runtime.linux.LibC.SIGKILL);
+            } catch (RuntimeException ignored) {
+                // already gone
+            }
+        }
+    }
+}
