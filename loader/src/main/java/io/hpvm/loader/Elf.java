@@ -72,6 +72,11 @@ public final class Elf {
         return type >= 0 && type < RELOC_NAMES.length ? RELOC_NAMES[type] : "relocation type " + type;
     }
 
+    /** True for the relocation types of thread-local storage access models. */
+    public static boolean isTlsRelocation(int type) {
+        return type >= 16 && type <= 23 || type >= 34 && type <= 36;
+    }
+
     /** Formats an address the way every hpvm message does. */
     public static String hex(long address) {
         return "0x" + Long.toHexString(address);

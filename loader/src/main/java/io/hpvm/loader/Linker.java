@@ -104,6 +104,10 @@ public final class Linker {
     }
 
     private Edge edge(Section s, Relocation r) throws LoadException {
+        if (Elf.isTlsRelocation(r.type())) {
+            throw refusedTls(describe(obj.symbols().get(r.symbolIndex())), s.name() + "+" + Elf.hex(r.offset())
+                + " (" + Elf.relocationName(r.type()) + ")");
+        }
         EdgeKind kind = EdgeKind.of(r.type());
         if (kind == null) {
             throw new LoadException(LoadException.Kind.LINK, objName + ": unsupported relocation "

@@ -1,0 +1,213 @@
+package io.hpvm.runtime;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Every error class of {@code hpvm swap}/{@code rollback}/{@code run}: the exit code, a message naming the thing,
+ * and (for swaps) a worker that still runs its old code afterwards.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class ErrorCasesTest {
+
+    @TempDir
+    static Path dir;
+    TestWorker worker;
+
+    Path sessions() {
+        return dir.resolve("sessions");
+    }
+
+    @BeforeAll
+    void startWorker() {
+        Path exe = Gcc.executable(dir, "loop", SwapTest.LOOP_WORKER, "-O2");
+        worker = TestWorker.start(sessions(), List.of(), exe);
+    }
+
+    @AfterAll
+    void stopWorker() {
+        worker.close();
+    }
+
+    /** Runs a command that must fail with {@code code} and a message containing {@code fragments}. */
+    Hpvm.Result fails(int code, String[] fragments, String... args) {
+        Hpvm.Result r = Hpvm.cmd(sessions(), args);
+        assertEquals(code, r.code(), r.toString());
+        for (String f : fragments) {
+            assertTrue(r.err().contains(f), "message should mention '" + f + "': " + r);
+        }
+        return r;
+    }
+
+    void stillRunsOldCode() {
+        SwapTest.assertBehaviour(worker, worker.mark(), (i, z) -> i * 2, "the worker still runs the old code");
+    }
+
+    Path object(String name, String source, String... flags) {
+        return Gcc.object(dir, name, source, flags.length == 0 ? new String[] {"-O2"} : flags);
+    }
+
+    @Test
+    @Order(1)
+    void unknownFunction() {
+        Path o = object("ok", "long compute(long x) { return x * 3; }\n");
+        fails(5, new String[] {"no patchable function 'nosuch'", "loop"}, "swap", "nosuch", o.toString());
+        stillRunsOldCode();
+    }
+
+    @Test
+    @Order(2)
+    void missingNonElfAndWrongTypeObjects() throws IOException {
+        fails(4, new String[] {"missing.o", "no such file"}, "swap", "compute", dir.resolve("missing.o").toString());
+        Path text = Files.writeString(dir.resolve("notes.o"), "this is not an object file\n".repeat(10));
+        fails(4, new String[] {"notes.o", "not an ELF file"}, "swap", "compute", text.toString());
+        Path exe = Gcc.executable(dir, "other", "int main(void) { return 0; }\n");
+        fails(4, new String[] {"other", "wrong ELF type", "ET_REL"}, "swap", "compute", exe.toString());
+        stillRunsOldCode();
+    }
+
+    @Test
+    @Order(3)
+    void objectWithoutTheFunction() {
+        Path o = object("elsewhere", "long other(long x) { return x; }\n");
+        fails(5, new String[] {"elsewhere.o", "defines no function 'compute'", "other"}, "swap", "compute",
+            o.toString());
+        stillRunsOldCode();
+    }
+
+    @Test
+    @Order(4)
+    void unresolvedSymbolsAreAllListed() {
+        Path o = object("unresolved", """
+            long missing_b(long); long missing_a(long);
+            long compute(long x) { return missing_a(x) + missing_b(x); }
+            """);
+        fails(5, new String[] {"unresolved.o", "cannot resolve 2 symbol(s)", "missing_a, missing_b"}, "swap",
+            "compute", o.toString());
+        stillRunsOldCode();
+    }
+
+    @Test
+    @Order(5)
+    void newWritableDataIsRefused() {
+        Path o = object("stateful", """
+            static long calls;
+            long compute(long x) { calls++; return x * 2 + calls; }
+            """);
+        fails(6, new String[] {"stateful.o", "writable data 'calls'", "stateless"}, "swap", "compute", o.toString());
+        stillRunsOldCode();
+    }
+
+    @Test
+    @Order(6)
+    void threadLocalDataIsRefused() {
+        Path o = object("tls", """
+            __thread long per_thread;
+            long compute(long x) { return x * 2 + per_thread; }
+            """);
+        fails(6, new String[] {"tls.o", "thread-local", "per_thread"}, "swap", "compute", o.toString());
+        stillRunsOldCode();
+    }
+
+    @Test
+    @Order(7)
+    void unsupportedRelocationIsNamed() {
+        Path o = Gcc.object(dir, "pc64.s", """
+                    .text
+                    .globl compute
+                    .type compute, @function
+            compute:
+                    lea table(%rip), %rax
+                    ret
+                    .section .rodata
+            table:
+                    .quad compute - .
+            """);
+        fails(5, new String[] {"pc64.o", "unsupported relocation R_X86_64_PC64", ".rodata+0x0"}, "swap", "compute",
+            o.toString());
+        stillRunsOldCode();
+    }
+
+    @Test
+    @Order(8)
+    void sessionErrors() throws IOException {
+        fails(3, new String[] {"no hpvm session for pid 999999"}, "swap", "--pid", "999999", "compute", "x.o");
+        Path stale = Files.createDirectories(sessions().resolve("4000000"));
+        try {
+            fails(3, new String[] {"pid 4000000", "no longer running", "stale"}, "ls", "--pid", "4000000");
+            // A stale session does not count: the one live worker is still found without --pid.
+            Hpvm.Result ls = Hpvm.cmd(sessions(), "ls", "--sessions");
+            assertTrue(ls.out().contains("4000000  stale"), ls.toString());
+        } finally {
+            Files.delete(stale);
+        }
+        Path exe = Gcc.executable(dir, "second", SwapTest.LOOP_WORKER, "-O0");
+        try (TestWorker second = TestWorker.start(sessions(), List.of(), exe)) {
+            fails(3, new String[] {"2 workers are running under hpvm", "--pid"}, "swap", "compute",
+                object("ok2", "long compute(long x) { return x * 3; }\n").toString());
+            Hpvm.Result ls = Hpvm.cmd(sessions(), "ls");
+            assertTrue(ls.out().contains(Integer.toString(second.pid())) && ls.out().contains(
+                Integer.toString(worker.pid())), ls.toString());
+        }
+        stillRunsOldCode();
+    }
+
+    @Test
+    @Order(9)
+    void usageErrors() {
+        fails(2, new String[] {"OBJECT"}, "swap", "compute");
+        fails(2, new String[] {"already runs version 0"}, "rollback", "compute");
+        fails(2, new String[] {"--arena-size"}, "run", "--arena-size", "12Q", "/bin/true");
+        stillRunsOldCode();
+    }
+
+    @Test
+    @Order(10)
+    void runRefusesWhatIsNotAnX8664Executable() throws IOException {
+        fails(4, new String[] {"nonexistent", "no such file"}, "run", dir.resolve("nonexistent").toString());
+        Path script = Files.writeString(dir.resolve("script.sh"), "#!/bin/sh\necho hi\n");
+        script.toFile().setExecutable(true);
+        fails(4, new String[] {"script.sh", "not an ELF file"}, "run", script.toString());
+        Path obj = object("justobj", "int f(void) { return 1; }\n");
+        obj.toFile().setExecutable(true);
+        fails(4, new String[] {"justobj.o", "wrong ELF type"}, "run", obj.toString());
+    }
+
+    @Test
+    @Order(11)
+    void concurrentSwapsAreSerialised() {
+        Path three = object("three", "long compute(long x) { return x * 3; }\n");
+        Path four = object("four", "long compute(long x) { return x * 4; }\n");
+        List<CompletableFuture<Hpvm.Result>> runs = new ArrayList<>();
+        for (Path p : List.of(three, four, three, four)) {
+            runs.add(CompletableFuture.supplyAsync(() -> Hpvm.cmd(sessions(), "swap", "compute", p.toString())));
+        }
+        List<String> versions = new ArrayList<>();
+        for (CompletableFuture<Hpvm.Result> f : runs) {
+            Hpvm.Result r = f.join();
+            assertEquals(0, r.code(), r.toString());
+            versions.add(r.out().replaceAll("(?s).* -> (v\\d+) .*", "$1"));
+        }
+        versions.sort(null);
+        assertEquals(List.of("v1", "v2", "v3", "v4"), versions, "each swap got its own version");
+        Hpvm.Result ls = Hpvm.cmd(sessions(), "ls", "--patched");
+        assertTrue(ls.out().matches("(?s).*\\ncompute\\s+v4/4\\s.*"), ls.toString());
+    }
+}
