@@ -1,5 +1,7 @@
 package io.hpvm.runtime;
 
+import io.hpvm.testing.Gcc;
+
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;

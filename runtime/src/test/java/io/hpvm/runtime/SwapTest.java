@@ -1,5 +1,7 @@
 package io.hpvm.runtime;
 
+import io.hpvm.testing.Gcc;
+
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;

@@ -1,4 +1,4 @@
-package io.hpvm.runtime;
+package io.hpvm.testing;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -11,6 +11,20 @@ import java.util.concurrent.TimeUnit;
 /** Compiles C sources with the system gcc, as a user would. */
 public final class Gcc {
     private Gcc() {
+    }
+
+    /** Runs a tool (objdump, readelf, nm) and returns its standard output. */
+    public static String tool(String... cmd) {
+        try {
+            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                throw new AssertionError(String.join(" ", cmd) + " failed:\n" + out);
+            }
+            return out;
+        } catch (IOException | InterruptedException e) {
+            throw new AssertionError("cannot run " + String.join(" ", cmd) + ": " + e, e);
+        }
     }
 
     /** Writes {@code name.c} and links it into the executable {@code name}. */
@@ -31,7 +45,7 @@ public final class Gcc {
         return out;
     }
 
-    static Path write(Path dir, String file, String content) {
+    public static Path write(Path dir, String file, String content) {
         try {
             Files.createDirectories(dir);
             return Files.writeString(dir.resolve(file), content, StandardCharsets.UTF_8);

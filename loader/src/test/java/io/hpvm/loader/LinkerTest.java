@@ -1,0 +1,144 @@
+package io.hpvm.loader;
+
+import io.hpvm.testing.Gcc;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * One small assembly file per relocation kind, linked at a pinned base with pinned external addresses; the
+ * expected fixup is computed beside each case from the edge kind's formula.
+ */
+class LinkerTest {
+
+    static final long BASE = 0x4000_0000L;
+    static final long NEAR = 0x4010_0000L;            // within +-2 GiB of BASE
+    static final long FAR = 0x7f12_3456_7000L;        // a shared library, far away
+
+    @TempDir
+    Path dir;
+
+    /** Assembles {@code body} as the function {@code f} and links it with ext = {@code ext}. */
+    LinkedImage link(String name, String body, long ext, String expectRelocation, String... asFlags)
+        throws LoadException {
+        String src = "        .text\n        .globl f\n        .type f, @function\nf:\n" + body
+            + "\n        .size f, .-f\n";
+        Path o = Gcc.object(dir, name + ".s", src, asFlags);
+        String readelf = Gcc.tool("readelf", "-rW", o.toString());
+        assertTrue(readelf.contains(expectRelocation), "the assembler emitted " + expectRelocation + ":\n" + readelf);
+        RelocatableObject obj = RelocatableObject.read(o);
+        return Linker.link(obj, "f", (n, s) -> n.equals("ext") ? new SymbolResolver.Resolution(ext, "test") : null,
+            BASE);
+    }
+
+    static ByteBuffer le(LinkedImage img) {
+        return ByteBuffer.wrap(img.bytes()).order(ByteOrder.LITTLE_ENDIAN);
+    }
+
+    @Test
+    void pointer64() throws LoadException {
+        LinkedImage img = link("abs64", "        ret\n        .quad ext+8", FAR, "R_X86_64_64");
+        assertEquals(FAR + 8, le(img).getLong(1), "S + A");
+        assertEquals(BASE, img.entryAddress());
+    }
+
+    @Test
+    void pcRelative32() throws LoadException {
+        // 48 8d 05 <disp32>: lea ext(%rip), %rax; fixup at 3, A = -4
+        LinkedImage img = link("pc32", "        lea ext(%rip), %rax\n        ret", NEAR, "R_X86_64_PC32");
+        assertEquals((int) (NEAR - 4 - (BASE + 3)), le(img).getInt(3), "S + A - P");
+    }
+
+    @Test
+    void pcRelative32OutOfRangeIsALinkErrorNamingEverything() {
+        LoadException e = assertThrows(LoadException.class,
+            () -> link("pc32far", "        lea ext(%rip), %rax\n        ret", FAR, "R_X86_64_PC32"));
+        assertEquals(LoadException.Kind.LINK, e.kind());
+        for (String part : new String[] {"pc32far.o", "R_X86_64_PC32", ".text+0x3", "'ext'", "0x7f1234567000",
+            "-fPIC"}) {
+            assertTrue(e.getMessage().contains(part), part + " in: " + e.getMessage());
+        }
+    }
+
+    @Test
+    void branchNearIsDirect() throws LoadException {
+        LinkedImage img = link("plt", "        call ext\n        ret", NEAR, "R_X86_64_PLT32");
+        assertEquals((int) (NEAR - 4 - (BASE + 1)), le(img).getInt(1));
+        assertEquals(0, img.veneers());
+    }
+
+    @Test
+    void branchFarGoesThroughAVeneer() throws LoadException {
+        LinkedImage img = link("pltfar", "        call ext\n        ret", FAR, "R_X86_64_PLT32");
+        assertEquals(1, img.veneers());
+        int disp = le(img).getInt(1);
+        long veneer = BASE + 5 + disp;
+        int at = (int) (veneer - BASE);
+        assertEquals(0, veneer % 16, "veneers are 16-byte aligned");
+        assertArrayEquals(new byte[] {(byte) 0xff, 0x25, 0, 0, 0, 0}, java.util.Arrays.copyOfRange(img.bytes(), at,
+            at + 6), "jmp [rip+0]");
+        assertEquals(FAR, le(img).getLong(at + 6), "the veneer's target");
+    }
+
+    @Test
+    void pointer32AndSigned32() throws LoadException {
+        // b8 <imm32>: mov $ext, %eax (R_X86_64_32); 48 c7 c0 <imm32>: mov $ext, %rax (R_X86_64_32S)
+        LinkedImage a = link("abs32", "        mov $ext+16, %eax\n        ret", NEAR, "R_X86_64_32 ");
+        assertEquals((int) (NEAR + 16), le(a).getInt(1));
+        LinkedImage b = link("abs32s", "        movq $ext, %rax\n        ret", NEAR, "R_X86_64_32S");
+        assertEquals((int) NEAR, le(b).getInt(3));
+        LoadException e = assertThrows(LoadException.class,
+            () -> link("abs32far", "        mov $ext, %eax\n        ret", FAR, "R_X86_64_32 "));
+        assertTrue(e.getMessage().contains("R_X86_64_32") && e.getMessage().contains("-fPIE"), e.getMessage());
+    }
+
+    @Test
+    void gotRelativeKindsShareOneGotEntry() throws LoadException {
+        LinkedImage img = link("got", """
+                    movq ext@GOTPCREL(%rip), %rax
+                    call *ext@GOTPCREL(%rip)
+                    ret""", FAR, "R_X86_64_REX_GOTPCRELX");
+        assertEquals(1, img.gotEntries());
+        // 48 8b 05 <d>: fixup at 3, next insn at 7; ff 15 <d>: fixup at 9, next insn at 13
+        long got1 = BASE + 7 + le(img).getInt(3);
+        long got2 = BASE + 13 + le(img).getInt(9);
+        assertEquals(got1, got2);
+        assertEquals(FAR, le(img).getLong((int) (got1 - BASE)), "G holds S");
+        Gcc.tool("true");
+        LinkedImage plain = link("gotplain", "        movq ext@GOTPCREL(%rip), %rax\n        ret", FAR,
+            "R_X86_64_GOTPCREL ", "-Wa,-mrelax-relocations=no");
+        assertEquals(FAR, le(plain).getLong((int) (BASE + 7 + le(plain).getInt(3) - BASE)));
+        link("gotx", "        call *ext@GOTPCREL(%rip)\n        ret", FAR, "R_X86_64_GOTPCRELX");
+    }
+
+    @Test
+    void onlySectionsReachableFromTheEntryAreLinked() throws LoadException {
+        Path o = Gcc.object(dir, "sections", """
+            static const char used[] = "used";
+            const char *f(void) { return used; }
+            int unrelated(void) { extern int nowhere(void); return nowhere(); }
+            """, "-O2", "-ffunction-sections", "-fdata-sections");
+        LinkedImage img = Linker.link(RelocatableObject.read(o), "f", (n, s) -> null, BASE);
+        Map<String, Long> placed = img.sections();
+        assertTrue(placed.containsKey(".text.f") && placed.containsKey(".rodata.used"), placed.toString());
+        assertTrue(!placed.containsKey(".text.unrelated"), "unreachable code and its unresolved call are left out");
+    }
+
+    @Test
+    void unsupportedRelocationNamesTypeSectionAndOffset() {
+        LoadException e = assertThrows(LoadException.class,
+            () -> link("pc64", "        ret\n        .quad ext - .", NEAR, "R_X86_64_PC64"));
+        assertEquals(LoadException.Kind.LINK, e.kind());
+        assertTrue(e.getMessage().contains("unsupported relocation R_X86_64_PC64 at .text+0x1 against 'ext'"),
+            e.getMessage());
+    }
+}
