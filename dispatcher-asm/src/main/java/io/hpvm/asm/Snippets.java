@@ -21,6 +21,7 @@ public final class Snippets {
 
     private static final RelocatableObject STUB = load("stub.o");
     private static final RelocatableObject SYSCALL = load("syscall.o");
+    private static final RelocatableObject FORWARD = load("forward.o");
 
     private Snippets() {
     }
@@ -47,6 +48,16 @@ public final class Snippets {
             throw new IllegalStateException("stub.S grew beyond " + STUB_STRIDE + " bytes");
         }
         return img.bytes();
+    }
+
+    /**
+     * The signal forwarder {@code void hpvm_forward_signal(int, siginfo_t *, void *)} linked for {@code address},
+     * reading the worker's pid from the int at {@code pidAddress}.
+     */
+    public static byte[] signalForwarder(long address, long pidAddress) throws LoadException {
+        return Linker.link(FORWARD, "hpvm_forward_signal",
+            (name, sym) -> "hpvm_forward_pid".equals(name) ? new SymbolResolver.Resolution(pidAddress, "pid") : null,
+            address).bytes();
     }
 
     /** {@code syscall; int3}, for injection at {@code address}. */

@@ -80,4 +80,27 @@ class ExitAndSignalsTest {
             assertFalse(Files.exists(sessions().resolve(Integer.toString(w.pid()))), "session removed");
         }
     }
+
+    @Test
+    void sigquitIsForwardedToo() throws Exception {
+        Path exe = Gcc.executable(dir, "quitter", """
+            #include <signal.h>
+            #include <stdio.h>
+            #include <unistd.h>
+            static void on_quit(int sig) { printf("worker got signal %d\\n", sig); fflush(stdout); _exit(7); }
+            int main(void) {
+                signal(SIGQUIT, on_quit);
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (;;) { puts("alive"); usleep(50000); }
+            }
+            """);
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            w.awaitLine(0, "alive"::equals, Duration.ofSeconds(20));
+            Process kill = new ProcessBuilder("kill", "-QUIT", Long.toString(w.supervisor().pid())).start();
+            assertEquals(0, kill.waitFor());
+            assertEquals(7, w.waitExit(Duration.ofSeconds(20)), w.toString());
+            assertTrue(w.stdout().endsWith("worker got signal 3"), w.stdout());
+            assertFalse(w.stderr().contains("Full thread dump"), "the JVM did not take SIGQUIT for itself");
+        }
+    }
 }

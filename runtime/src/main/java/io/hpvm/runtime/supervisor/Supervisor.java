@@ -15,6 +15,7 @@ import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.runtime.linux.ProcessMemory;
 import io.hpvm.runtime.linux.Spawner;
+import io.hpvm.runtime.linux.SignalForwarder;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.linux.Tracee;
 import io.hpvm.runtime.linux.WaitStatus;
@@ -55,7 +56,6 @@ public final class Supervisor {
 
     private final Options options;
     private final PrintStream err;
-    private volatile int workerPid = -1;
 
     public Supervisor(Options options, PrintStream err) {
         this.options = options;
@@ -80,9 +80,9 @@ public final class Supervisor {
         List<String> workerArgv = new ArrayList<>(argv);
         workerArgv.set(0, argv.get(0).contains("/") ? argv.get(0) : program.toString());
 
-        installSignalForwarding();
+        SignalForwarder forwarder = SignalForwarder.install();
         int pid = Spawner.spawnStopped(workerArgv);
-        workerPid = pid;
+        forwarder.forwardTo(pid);
         SessionDir session = null;
         SessionDir.Lock lock = null;
         Setup setup;
@@ -290,26 +290,6 @@ public final class Supervisor {
             throw new HpvmException(ExitCode.BAD_FILE, p + ": not an executable file");
         }
         return p;
-    }
-
-    @SuppressWarnings("restriction")
-    private void installSignalForwarding() {
-        for (String name : new String[] {"INT", "TERM", "HUP", "QUIT"}) {
-            try {
-                sun.misc.Signal.handle(new sun.misc.Signal(name), sig -> {
-                    int pid = workerPid;
-                    if (pid > 0) {
-                        try {
-                            LibC.INSTANCE.kill(pid, sig.getNumber());
-                        } catch (RuntimeException ignored) {
-                            // the worker is gone; its exit is reported by waitpid
-                        }
-                    }
-                });
-            } catch (IllegalArgumentException e) {
-                // TODO(native forwarding): the JVM keeps SIGQUIT for thread dumps.
-            }
-        }
     }
 
     private static int waitForExit(int pid) throws SystemException {
