@@ -96,23 +96,23 @@ public final class Spawner {
             boolean ours = st.event() != 0 || sig == LibC.SIGSTOP || sig == LibC.SIGCONT || sig == LibC.SIGTRAP;
             t.cont(ours ? 0 : sig);
         }
+        // Even when rip is already at the entry (a static executable has no dynamic loader to run), the tracee is
+        // still inside execve: registers set now would be overwritten by its return. Running into an int3 at the
+        // entry brings it out to a clean user-mode stop.
         long entry = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
-        long[] regs = t.getRegs();
-        if (regs[Tracee.RIP] != entry) {
-            try (ProcessMemory mem = new ProcessMemory(pid, true)) {
-                byte[] saved = mem.read(entry, 1);
-                mem.write(entry, new byte[] {(byte) 0xcc});
-                t.contUntilTrap("running to its entry point 0x" + Long.toHexString(entry));
-                mem.write(entry, saved);
-            }
-            regs = t.getRegs();
-            if (regs[Tracee.RIP] != entry + 1) {
-                throw new SystemException("worker " + pid + " stopped at 0x" + Long.toHexString(regs[Tracee.RIP])
-                    + " instead of its entry point 0x" + Long.toHexString(entry));
-            }
-            regs[Tracee.RIP] = entry;
-            t.setRegs(regs);
+        try (ProcessMemory mem = new ProcessMemory(pid, true)) {
+            byte[] saved = mem.read(entry, 1);
+            mem.write(entry, new byte[] {(byte) 0xcc});
+            t.contUntilTrap("running to its entry point 0x" + Long.toHexString(entry));
+            mem.write(entry, saved);
         }
+        long[] regs = t.getRegs();
+        if (regs[Tracee.RIP] != entry + 1) {
+            throw new SystemException("worker " + pid + " stopped at 0x" + Long.toHexString(regs[Tracee.RIP])
+                + " instead of its entry point 0x" + Long.toHexString(entry));
+        }
+        regs[Tracee.RIP] = entry;
+        t.setRegs(regs);
         return t;
     }
 
