@@ -46,6 +46,9 @@ class SwapTest {
         // Skip one line: a call that was in flight when the command returned may still finish in the old version.
         List<String> lines = w.awaitLines(mark + 1, 6, WAIT);
         for (String line : lines) {
+            if (line.startsWith("[")) {
+                continue; // a patch's own message
+            }
             String[] f = line.trim().split("\\s+");
             long i = Long.parseLong(f[0]);
             long v = Long.parseLong(f[f.length - 1]);
@@ -79,8 +82,10 @@ class SwapTest {
         }
     }
 
-    @Test
-    void patchCallsLibcWithAStringLiteralAndKeepsGlobalState() {
+    /** Patches as users compile them: the program's flags, PIC or not, with debug info, per-function sections. */
+    @ParameterizedTest(name = "patch flags: {0}")
+    @CsvSource({"-O2", "-O2 -fPIC -g", "-O0 -g -ffunction-sections -fdata-sections", "-O3 -fno-pie"})
+    void patchCallsLibcWithAStringLiteralAndKeepsGlobalState(String patchFlags) {
         Path exe = Gcc.executable(dir, "state", """
             #include <stdio.h>
             #include <unistd.h>
@@ -90,13 +95,13 @@ class SwapTest {
                 setvbuf(stdout, NULL, _IOLBF, 0);
                 for (long i = 0; ; i++) { long v = step(); printf("%ld %ld\\n", i, v); usleep(20000); }
             }
-            """, "-O2");
+            """, "-O2", "-no-pie", "-fno-pie");
         // The patch is the whole file recompiled: it defines counter too, which must bind to the live one.
         Path patch = Gcc.object(dir, "state_fix", """
             #include <stdio.h>
             long counter;
             long step(void) { counter += 1000; printf("[patched] step adds %d\\n", 1000); return counter; }
-            """, "-O2");
+            """, patchFlags.split(" "));
         try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
             List<String> before = w.awaitLines(w.mark(), 5, WAIT);
             long last = Long.parseLong(before.get(4).split(" ")[1]);
@@ -123,6 +128,22 @@ class SwapTest {
             }
             assertTrue(jumps >= 3, "the new step() updates the live counter: " + after);
             assertTrue(prev > last + 1000, "state kept: before " + last + ", after " + prev);
+        }
+    }
+
+    @Test
+    void staticExecutable() {
+        Path exe = Gcc.executable(dir, "static", LOOP_WORKER, "-O2", "-static");
+        Path patch = Gcc.object(dir, "static_fix", """
+            #include <stdio.h>
+            long compute(long x) { if (x % 25 == 0) printf("[patched] %s\\n", "static"); return x * 3; }
+            """, "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            assertBehaviour(w, w.mark(), (i, z) -> i * 2, "before");
+            ok(Hpvm.cmd(sessions(), "swap", "compute", patch.toString()));
+            int mark = w.mark();
+            assertBehaviour(w, mark, (i, z) -> i * 3, "after");
+            w.awaitLine(mark, "[patched] static"::equals, WAIT);
         }
     }
 

@@ -40,6 +40,11 @@ final class SwapCommand implements Callable<Integer> {
         SwapEngine engine = new SwapEngine(SessionDir.find(pid));
         SwapEngine.Result r = engine.swap(function, object);
         out().println(SwapEngine.describe(r, object));
+        if (r.callSites() == 0) {
+            spec.commandLine().getErr().println("hpvm: warning: no call site of " + r.function() + " was rewritten at "
+                + "launch, so no call reaches the new version (calls the compiler inlined, calls through function "
+                + "pointers and short tail jumps still run the original); see 'hpvm ls'");
+        }
         return 0;
     }
 }

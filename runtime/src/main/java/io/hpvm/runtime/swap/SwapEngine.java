@@ -32,7 +32,7 @@ public final class SwapEngine {
 
     /** The outcome of a swap or rollback, for the one-line report. */
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
-                         LinkedImage image) {
+                         int callSites, LinkedImage image) {
     }
 
     private final SessionDir session;
@@ -87,7 +87,7 @@ public final class SwapEngine {
                 object.toAbsolutePath().toString(), System.currentTimeMillis()));
             reg.putFunction(fn.withCurrent(version, version + 1));
             return new Result(fn.name(), fn.current(), version, image.entryAddress(), image.size(),
-                (System.nanoTime() - t0) / 1000, image);
+                (System.nanoTime() - t0) / 1000, fn.callSites(), image);
         }
     }
 
@@ -113,7 +113,7 @@ public final class SwapEngine {
                 throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
             }
             reg.putFunction(fn.withCurrent(target, fn.versions()));
-            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, null);
+            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.callSites(), null);
         }
     }
 
