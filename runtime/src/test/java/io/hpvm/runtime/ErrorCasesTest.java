@@ -160,6 +160,13 @@ class ErrorCasesTest {
         } finally {
             Files.delete(stale);
         }
+        // A pid that now belongs to another process (pid 1 never mapped our files).
+        Path reused = Files.createDirectories(sessions().resolve("1"));
+        try {
+            fails(3, new String[] {"pid 1", "now belongs to another process"}, "rollback", "--pid", "1", "compute");
+        } finally {
+            Files.delete(reused);
+        }
         Path exe = Gcc.executable(dir, "second", SwapTest.LOOP_WORKER, "-O0");
         try (TestWorker second = TestWorker.start(sessions(), List.of(), exe)) {
             fails(3, new String[] {"2 workers are running under hpvm", "--pid"}, "swap", "compute",

@@ -12,24 +12,13 @@ import picocli.CommandLine.Option;
 
 import java.util.Comparator;
 import java.util.List;
-import java.util.concurrent.Callable;
 
 /** {@code hpvm ls}. */
 @Command(name = "ls", mixinStandardHelpOptions = true,
     description = {"List workers running under hpvm, or the functions of one: name, current version, the address "
         + "its slot points at, and how many call sites were rewritten to its stub.",
         "With one worker running (or --pid), shows its functions; with several, lists the workers."})
-final class LsCommand implements Callable<Integer> {
-
-    @picocli.CommandLine.Spec
-    picocli.CommandLine.Model.CommandSpec spec;
-
-    private java.io.PrintWriter out() {
-        return spec.commandLine().getOut();
-    }
-
-    @Option(names = "--pid", paramLabel = "PID", description = "Show this worker's functions.")
-    Integer pid;
+final class LsCommand extends SessionCommand {
 
     @Option(names = "--patched", description = "Only functions that have been swapped at least once.")
     boolean patchedOnly;
@@ -45,7 +34,7 @@ final class LsCommand implements Callable<Integer> {
             listSessions(all);
             return 0;
         }
-        SessionDir s = SessionDir.find(pid);
+        SessionDir s = session();
         try (Registry reg = s.openRegistry()) {
             SessionInfo info = new SwapEngine(s).checkedSession(reg);
             List<FunctionRecord> fns = reg.functions();

@@ -13,7 +13,8 @@ import java.io.PrintWriter;
     description = {"Hot-patching VM for running native x86-64 Linux programs.", "",
         "Start a program under hpvm, then replace any of its functions while it runs with the same function "
             + "compiled into an ELF object file (gcc -c)."},
-    subcommands = {RunCommand.class, SwapCommand.class, LsCommand.class, RollbackCommand.class},
+    subcommands = {RunCommand.class, SwapCommand.class, LsCommand.class, RollbackCommand.class,
+        CommandLine.HelpCommand.class},
     footerHeading = "%nExit codes:%n",
     footer = {"  0  success (hpvm run: the worker's own exit status, 128+N if killed by signal N)",
         "  2  bad command line", "  3  no such session", "  4  bad object or executable file",
@@ -23,9 +24,11 @@ public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
+    /** {@code hpvm} alone: usage on stderr, exit code 2. */
     @Override
     public void run() {
-        spec.commandLine().usage(spec.commandLine().getOut());
+        spec.commandLine().usage(spec.commandLine().getErr());
+        throw new CommandLine.ParameterException(spec.commandLine(), "a command is required");
     }
 
     /** Runs the command line with the given streams and returns the exit code (tests call this in-process). */

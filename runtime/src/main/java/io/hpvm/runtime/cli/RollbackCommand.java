@@ -1,30 +1,18 @@
 package io.hpvm.runtime.cli;
 
 import io.hpvm.loader.Elf;
-import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.swap.SwapEngine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-import java.util.concurrent.Callable;
 
 /** {@code hpvm rollback}. */
 @Command(name = "rollback", mixinStandardHelpOptions = true,
     description = {"Point FUNCTION back at an earlier version: the one before the current version, or the one "
         + "given with --to. Version 0 is the original code. Later versions are kept and can be returned to."},
     footer = {"", "Examples:", "  hpvm rollback compute", "  hpvm rollback compute --to 0"})
-final class RollbackCommand implements Callable<Integer> {
-
-    @picocli.CommandLine.Spec
-    picocli.CommandLine.Model.CommandSpec spec;
-
-    private java.io.PrintWriter out() {
-        return spec.commandLine().getOut();
-    }
-
-    @Option(names = "--pid", paramLabel = "PID", description = "Worker to act on (needed when several run).")
-    Integer pid;
+final class RollbackCommand extends SessionCommand {
 
     @Option(names = "--to", paramLabel = "VERSION", description = "Version to return to (0 = original).")
     Integer to;
@@ -34,7 +22,7 @@ final class RollbackCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        SwapEngine.Result r = new SwapEngine(SessionDir.find(pid)).rollback(function, to);
+        SwapEngine.Result r = new SwapEngine(session()).rollback(function, to);
         out().printf("rolled back %s: v%d -> v%d at %s in %.1f ms%n", r.function(), r.fromVersion(),
             r.toVersion(), Elf.hex(r.address()), r.micros() / 1000.0);
         return 0;

@@ -1,13 +1,11 @@
 package io.hpvm.runtime.cli;
 
-import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.swap.SwapEngine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 import java.nio.file.Path;
-import java.util.concurrent.Callable;
 
 /** {@code hpvm swap}. */
 @Command(name = "swap", mixinStandardHelpOptions = true,
@@ -17,17 +15,7 @@ import java.util.concurrent.Callable;
             + "symbols, then its shared libraries. Its globals and statics bind to the worker's live ones by name; "
             + "new writable data is refused (a patch must be stateless)."},
     footer = {"", "Example:", "  gcc -O2 -c fixed.c -o fixed.o && hpvm swap compute fixed.o"})
-final class SwapCommand implements Callable<Integer> {
-
-    @picocli.CommandLine.Spec
-    picocli.CommandLine.Model.CommandSpec spec;
-
-    private java.io.PrintWriter out() {
-        return spec.commandLine().getOut();
-    }
-
-    @Option(names = "--pid", paramLabel = "PID", description = "Worker to patch (needed when several run under hpvm).")
-    Integer pid;
+final class SwapCommand extends SessionCommand {
 
     @Parameters(index = "0", paramLabel = "FUNCTION", description = "Name of the function to replace.")
     String function;
@@ -37,11 +25,11 @@ final class SwapCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        SwapEngine engine = new SwapEngine(SessionDir.find(pid));
+        SwapEngine engine = new SwapEngine(session());
         SwapEngine.Result r = engine.swap(function, object);
         out().println(SwapEngine.describe(r, object));
         if (r.callSites() == 0) {
-            spec.commandLine().getErr().println("hpvm: warning: no call site of " + r.function() + " was rewritten at "
+            err().println("hpvm: warning: no call site of " + r.function() + " was rewritten at "
                 + "launch, so no call reaches the new version (calls the compiler inlined, calls through function "
                 + "pointers and short tail jumps still run the original); see 'hpvm ls'");
         }

@@ -30,8 +30,8 @@ public final class CodeRegion implements AutoCloseable {
     /** Creates the file with {@code size} bytes (sparse on tmpfs until written). */
     public static CodeRegion create(Path path, long size, long address) throws SystemException {
         try {
-            FileChannel ch = FileChannel.open(path, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
-                StandardOpenOption.WRITE);
+            FileChannel ch = FileChannel.open(path, java.util.Set.of(StandardOpenOption.CREATE_NEW,
+                StandardOpenOption.READ, StandardOpenOption.WRITE), SessionDir.privateFile());
             return new CodeRegion(path, ch, ch.map(FileChannel.MapMode.READ_WRITE, 0, size), address);
         } catch (IOException e) {
             throw new SystemException("create " + path + ": " + e.getMessage(), e);

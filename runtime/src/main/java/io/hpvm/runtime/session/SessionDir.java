@@ -51,12 +51,25 @@ public final class SessionDir {
             }
             Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString(
                 "rwx------")));
-            Files.createFile(dir.resolve("lock"), PosixFilePermissions.asFileAttribute(
-                PosixFilePermissions.fromString("rw-------")));
+            Files.createFile(dir.resolve("lock"), privateFile());
         } catch (IOException e) {
             throw new SystemException("create session directory " + dir + ": " + e, e);
         }
         return new SessionDir(dir, pid);
+    }
+
+    /** Files in a session directory are private to the user: 0600. */
+    public static java.nio.file.attribute.FileAttribute<?> privateFile() {
+        return PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------"));
+    }
+
+    /** Makes a file created by a library (the registry) private to the user. */
+    public static void makePrivate(Path file) throws SystemException {
+        try {
+            Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
+        } catch (IOException e) {
+            throw new SystemException("chmod 0600 " + file + ": " + e.getMessage(), e);
+        }
     }
 
     public Path dir() {

@@ -43,8 +43,8 @@ public final class SlotTable implements AutoCloseable {
 
     public static SlotTable create(Path path, int count) throws SystemException {
         try {
-            FileChannel ch = FileChannel.open(path, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
-                StandardOpenOption.WRITE);
+            FileChannel ch = FileChannel.open(path, java.util.Set.of(StandardOpenOption.CREATE_NEW,
+                StandardOpenOption.READ, StandardOpenOption.WRITE), SessionDir.privateFile());
             MappedByteBuffer m = ch.map(FileChannel.MapMode.READ_WRITE, 0, fileSize(count));
             m.order(ByteOrder.LITTLE_ENDIAN);
             m.put(0, MAGIC);

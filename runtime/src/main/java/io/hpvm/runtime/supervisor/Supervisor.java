@@ -254,6 +254,7 @@ public final class Supervisor {
     private void writeRegistry(SessionDir session, Setup s, List<PatchableFunctions.Function> functions,
                                Path program, ElfImage image) throws HpvmException {
         try (Registry reg = Registry.create(session.registry().toFile(), functions.size())) {
+            SessionDir.makePrivate(session.registry());
             for (int i = 0; i < functions.size(); i++) {
                 PatchableFunctions.Function f = functions.get(i);
                 long entry = s.bias + f.address();
