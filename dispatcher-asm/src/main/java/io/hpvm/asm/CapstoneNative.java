@@ -23,4 +23,9 @@ interface CapstoneNative extends Library {
     int cs_errno(long handle);
 
     int cs_version(IntByReference major, IntByReference minor);
+
+    int cs_option(long handle, int type, long value);
+
+    int cs_regs_access(long handle, Pointer insn, short[] regsRead, com.sun.jna.ptr.ByteByReference readCount,
+                       short[] regsWrite, com.sun.jna.ptr.ByteByReference writeCount);
 }

@@ -31,11 +31,16 @@ public final class Decoder implements AutoCloseable {
     private static volatile CapstoneNative lib;
 
     private final long handle;
+    private final boolean detail;
+    private final short[] regsRead = new short[64];
+    private final short[] regsWrite = new short[64];
 
     /** A decoded instruction, valid only during {@link Sink#accept}. */
     public static final class Insn {
         private ByteBuffer buf;
         private int base;
+        private Pointer nativeInsn;
+        private Decoder owner;
 
         public long address() {
             return buf.getLong(base + OFF_ADDRESS);
@@ -73,6 +78,28 @@ public final class Decoder implements AutoCloseable {
             return new String(b, StandardCharsets.US_ASCII);
         }
 
+        /**
+         * The registers this instruction writes, explicitly or implicitly, as a {@link Registers} mask of the
+         * caller-saved registers. Needs a decoder made with {@code detail = true}.
+         */
+        public long callerSavedWritten() {
+            if (!owner.detail) {
+                throw new IllegalStateException("register access needs a detail-mode Decoder");
+            }
+            com.sun.jna.ptr.ByteByReference nRead = new com.sun.jna.ptr.ByteByReference();
+            com.sun.jna.ptr.ByteByReference nWrite = new com.sun.jna.ptr.ByteByReference();
+            int err = library().cs_regs_access(owner.handle, nativeInsn, owner.regsRead, nRead, owner.regsWrite,
+                nWrite);
+            if (err != 0) {
+                return Registers.CALLER_SAVED; // unknown: assume the worst
+            }
+            long mask = 0;
+            for (int i = 0; i < Byte.toUnsignedInt(nWrite.getValue()); i++) {
+                mask |= Registers.maskOf(Short.toUnsignedInt(owner.regsWrite[i]));
+            }
+            return mask;
+        }
+
         @Override
         public String toString() {
             return Long.toHexString(address()) + ": " + mnemonic() + " " + operands();
@@ -85,7 +112,14 @@ public final class Decoder implements AutoCloseable {
         boolean accept(Insn insn);
     }
 
+    /** A decoder without detail mode: boundaries, bytes and text only (fast). */
     public Decoder() {
+        this(false);
+    }
+
+    /** A decoder; with {@code detail}, instructions also report the registers they write (slower). */
+    public Decoder(boolean detail) {
+        this.detail = detail;
         CapstoneNative cs = library();
         LongByReference h = new LongByReference();
         int err = cs.cs_open(Capstone.CS_ARCH_X86, Capstone.CS_MODE_64, h);
@@ -94,6 +128,9 @@ public final class Decoder implements AutoCloseable {
                 + ": this libcapstone has no x86 support");
         }
         handle = h.getValue();
+        if (detail && cs.cs_option(handle, Capstone.CS_OPT_DETAIL, Capstone.CS_OPT_ON) != 0) {
+            throw new IllegalStateException("cs_option(CS_OPT_DETAIL) failed");
+        }
         selfCheck();
     }
 
@@ -159,6 +196,7 @@ public final class Decoder implements AutoCloseable {
     public long decode(Pointer code, long length, long address, Sink sink) {
         CapstoneNative cs = library();
         Insn insn = new Insn();
+        insn.owner = this;
         long done = 0;
         PointerByReference out = new PointerByReference();
         while (done < length) {
@@ -171,6 +209,7 @@ public final class Decoder implements AutoCloseable {
                 insn.buf = p.getByteBuffer(0, count * INSN_SIZE).order(ByteOrder.LITTLE_ENDIAN);
                 for (int i = 0; i < count; i++) {
                     insn.base = i * INSN_SIZE;
+                    insn.nativeInsn = p.share((long) i * INSN_SIZE);
                     int size = insn.size();
                     if (!sink.accept(insn)) {
                         return done + size;

@@ -22,6 +22,7 @@ public final class Snippets {
     private static final RelocatableObject STUB = load("stub.o");
     private static final RelocatableObject SYSCALL = load("syscall.o");
     private static final RelocatableObject FORWARD = load("forward.o");
+    private static final RelocatableObject THUNK = load("thunk.o");
 
     private Snippets() {
     }
@@ -58,6 +59,18 @@ public final class Snippets {
         return Linker.link(FORWARD, "hpvm_forward_signal",
             (name, sym) -> "hpvm_forward_pid".equals(name) ? new SymbolResolver.Resolution(pidAddress, "pid") : null,
             address).bytes();
+    }
+
+    /**
+     * The register-preserving thunk ({@code thunk.S}) linked for {@code address}: calls {@code target}, then restores
+     * the caller-saved registers in {@code preserveMask} (a {@link Registers} mask).
+     */
+    public static byte[] thunk(long address, long target, long preserveMask) throws LoadException {
+        return Linker.link(THUNK, "hpvm_thunk", (name, sym) -> switch (name) {
+            case "hpvm_thunk_target" -> new SymbolResolver.Resolution(target, "new version");
+            case "hpvm_thunk_mask" -> new SymbolResolver.Resolution(preserveMask, "register mask");
+            default -> null;
+        }, address).bytes();
     }
 
     /** {@code syscall; int3}, for injection at {@code address}. */

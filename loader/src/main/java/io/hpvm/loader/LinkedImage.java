@@ -13,9 +13,21 @@ import java.util.Map;
  * @param bindings     every external name the image refers to, with where it was resolved
  * @param gotEntries   GOT entries made
  * @param veneers      veneers made for branches to targets beyond +-2 GiB
+ * @param code         run-time {@code [start, end)} of each executable section placed
  */
 public record LinkedImage(long base, byte[] bytes, long entryAddress, Map<String, Long> sections,
-                          Map<String, SymbolResolver.Resolution> bindings, int gotEntries, int veneers) {
+                          Map<String, SymbolResolver.Resolution> bindings, int gotEntries, int veneers,
+                          List<long[]> code) {
+
+    /** The bytes from {@code address} to the end of the executable section that contains it, or null. */
+    public byte[] codeFrom(long address) {
+        for (long[] r : code) {
+            if (address >= r[0] && address < r[1]) {
+                return java.util.Arrays.copyOfRange(bytes, (int) (address - base), (int) (r[1] - base));
+            }
+        }
+        return null;
+    }
 
     public int size() {
         return bytes.length;

@@ -235,6 +235,7 @@ public final class Linker {
     private LinkedImage layout(long base, Symbol entry) throws LoadException {
         Map<Integer, Long> addressOf = new TreeMap<>();
         Map<String, Long> placed = new LinkedHashMap<>();
+        List<long[]> codeRanges = new ArrayList<>();
         long cursor = base;
         for (boolean code : new boolean[] {true, false}) {
             for (int index : included) {
@@ -245,6 +246,9 @@ public final class Linker {
                 cursor = align(cursor, Math.max(1, s.alignment()));
                 addressOf.put(index, cursor);
                 placed.put(s.name(), cursor);
+                if (code) {
+                    codeRanges.add(new long[] {cursor, cursor + s.size()});
+                }
                 cursor += s.size();
             }
         }
@@ -320,7 +324,8 @@ public final class Linker {
             }
         }
         long entryAddress = addressOf.get(entry.sectionIndex()) + entry.value();
-        return new LinkedImage(base, image, entryAddress, placed, bindings, got.size(), veneers.size());
+        return new LinkedImage(base, image, entryAddress, placed, bindings, got.size(), veneers.size(),
+            codeRanges);
     }
 
     private static long targetAddress(Edge e, Map<Integer, Long> addressOf) {

@@ -131,6 +131,34 @@ class SwapTest {
         }
     }
 
+    /**
+     * gcc -O2 (-fipa-ra) lets main keep i in rsi across "call compute", because compute never writes rsi. A new
+     * version that calls libc clobbers rsi: hpvm must enter it through a thunk that restores what callers rely on.
+     */
+    @Test
+    void callersThatRelyOnRegistersTheOriginalLeftIntactKeepThem() {
+        Path exe = Gcc.executable(dir, "ipara", LOOP_WORKER, "-O2");
+        String main = Gcc.tool("objdump", "-d", "--no-show-raw-insn", exe.toString());
+        assertTrue(main.matches("(?s).*mov\\s+%rbx,%rsi\\n[^\\n]*\\n[^\\n]*call\\s+[0-9a-f]+ <compute>.*"),
+            "precondition: main keeps i in rsi across the call:\n" + main);
+        Path clobbering = Gcc.object(dir, "clobbering", """
+            #include <unistd.h>
+            long compute(long x) { getpid(); return x * 3; }
+            """, "-O2");
+        Path plain = Gcc.object(dir, "plain", "long compute(long x) { return x * 4; }\n", "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            Hpvm.Result r = ok(Hpvm.cmd(sessions(), "swap", "compute", clobbering.toString()));
+            assertTrue(r.out().contains("register-preserving thunk"), r.out());
+            assertBehaviour(w, w.mark(), (i, z) -> i * 3, "i (kept in rsi by main) survives the new version");
+            Hpvm.Result ls = ok(Hpvm.cmd(sessions(), "ls"));
+            assertTrue(ls.out().contains("via register-preserving thunk"), ls.out());
+            Hpvm.Result direct = ok(Hpvm.cmd(sessions(), "swap", "compute", plain.toString()));
+            assertTrue(!direct.out().contains("thunk"), "a version no wider than the original is entered directly: "
+                + direct.out());
+            assertBehaviour(w, w.mark(), (i, z) -> i * 4, "after the second swap");
+        }
+    }
+
     @Test
     void staticExecutable() {
         Path exe = Gcc.executable(dir, "static", LOOP_WORKER, "-O2", "-static");

@@ -6,6 +6,7 @@ import io.hpvm.runtime.session.FunctionRecord;
 import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.SessionInfo;
+import io.hpvm.runtime.session.VersionRecord;
 import io.hpvm.runtime.swap.SwapEngine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -50,8 +51,10 @@ final class LsCommand extends SessionCommand {
                 }
                 long at = SwapEngine.addressOf(reg, f, f.current());
                 String version = "v" + f.current() + (f.versions() > 1 ? "/" + (f.versions() - 1) : "");
-                out().printf("%-32s %-9s %-18s %6d  %s%n", f.name(), version, Elf.hex(at), f.callSites(),
-                    f.callSites() > 0 ? "call sites" : "none (only called indirectly or not at all)");
+                VersionRecord v = f.current() > 0 ? reg.version(f.name(), f.current()) : null;
+                String route = (f.callSites() > 0 ? "call sites" : "none (only called indirectly or not at all)")
+                    + (v != null && v.preserved() != 0 ? ", via register-preserving thunk" : "");
+                out().printf("%-32s %-9s %-18s %6d  %s%n", f.name(), version, Elf.hex(at), f.callSites(), route);
             }
         }
         return 0;

@@ -8,16 +8,18 @@ package io.hpvm.runtime.session;
  * @param size    bytes linked (code, data, GOT and veneers)
  * @param object  the object file it came from ("" for the original)
  * @param created epoch millis
+ * @param preserved registers a thunk preserves around it (an io.hpvm.asm.Registers mask; 0 = called directly)
  */
-public record VersionRecord(int version, long address, long size, String object, long created) {
+public record VersionRecord(int version, long address, long size, String object, long created, long preserved) {
 
     String encode() {
         return new Fields().put("addr", address).put("size", size).put("object", object).put("created", created)
-            .encode();
+            .put("preserved", preserved).encode();
     }
 
     static VersionRecord decode(int version, String s) {
         Fields f = Fields.parse(s);
-        return new VersionRecord(version, f.num("addr"), f.num("size"), f.str("object"), f.num("created"));
+        return new VersionRecord(version, f.num("addr"), f.num("size"), f.str("object"), f.num("created"),
+            f.num("preserved"));
     }
 }

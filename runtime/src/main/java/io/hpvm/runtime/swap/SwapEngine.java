@@ -1,5 +1,9 @@
 package io.hpvm.runtime.swap;
 
+import io.hpvm.asm.ClobberAnalysis;
+import io.hpvm.asm.Decoder;
+import io.hpvm.asm.Registers;
+import io.hpvm.asm.Snippets;
 import io.hpvm.loader.Elf;
 import io.hpvm.loader.LinkedImage;
 import io.hpvm.loader.LoadException;
@@ -32,7 +36,7 @@ public final class SwapEngine {
 
     /** The outcome of a swap or rollback, for the one-line report. */
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
-                         int callSites, LinkedImage image) {
+                         int callSites, long preserved, LinkedImage image) {
     }
 
     private final SessionDir session;
@@ -68,26 +72,55 @@ public final class SwapEngine {
                     : "; not resolved with certainty: " + String.join(", ", symbols.ambiguous());
                 throw new HpvmException(ExitCode.of(e), e.getMessage() + more, e);
             }
-            if (base + image.size() > info.code() + info.codeSize()) {
+            long preserve = registersToPreserve(symbols, fn, image);
+            long thunkAt = (base + image.size() + 15) & ~15L;
+            byte[] thunk = new byte[0];
+            if (preserve != 0) {
+                try {
+                    thunk = Snippets.thunk(thunkAt, image.entryAddress(), preserve);
+                } catch (LoadException e) {
+                    throw new SystemException("cannot link the register-preserving thunk: " + e.getMessage(), e);
+                }
+            }
+            long end = preserve != 0 ? thunkAt + thunk.length : base + image.size();
+            long target = preserve != 0 ? thunkAt : image.entryAddress();
+            if (end > info.code() + info.codeSize()) {
                 throw new HpvmException(ExitCode.SYSTEM, "the code arena of session " + session.dir() + " is full: "
-                    + image.size() + " bytes needed, " + Math.max(0, info.arenaFree()) + " free (start the worker "
+                    + (end - base) + " bytes needed, " + Math.max(0, info.arenaFree()) + " free (start the worker "
                     + "with a larger --arena-size)");
             }
             // Reserve first: if anything below fails, the space is lost but never reused under a running thread.
-            reg.putSession(info.withArenaNext(base + image.size()));
+            reg.putSession(info.withArenaNext(end));
             try (CodeRegion code = CodeRegion.open(session.code(), info.code());
                  SlotTable slots = SlotTable.open(session.slots())) {
                 code.write(base, image.bytes());
-                slots.setRelease(fn.slot(), image.entryAddress());
+                if (preserve != 0) {
+                    code.write(thunkAt, thunk);
+                }
+                slots.setRelease(fn.slot(), target);
             } catch (IOException e) {
                 throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
             }
             int version = fn.versions();
-            reg.putVersion(fn.name(), new VersionRecord(version, image.entryAddress(), image.size(),
-                object.toAbsolutePath().toString(), System.currentTimeMillis()));
+            reg.putVersion(fn.name(), new VersionRecord(version, target, end - base,
+                object.toAbsolutePath().toString(), System.currentTimeMillis(), preserve));
             reg.putFunction(fn.withCurrent(version, version + 1));
-            return new Result(fn.name(), fn.current(), version, image.entryAddress(), image.size(),
-                (System.nanoTime() - t0) / 1000, fn.callSites(), image);
+            return new Result(fn.name(), fn.current(), version, target, end - base,
+                (System.nanoTime() - t0) / 1000, fn.callSites(), preserve, image);
+        }
+    }
+
+    /**
+     * The caller-saved registers the new version may write but the original never did (directly or through the
+     * functions it calls). Callers built with gcc's -fipa-ra may keep live values there across the call, so a
+     * thunk must restore them. Zero when the new version is no wider than the old.
+     */
+    private static long registersToPreserve(WorkerSymbols symbols, FunctionRecord fn, LinkedImage image) {
+        try (Decoder decoder = new Decoder(true)) {
+            long old = new ClobberAnalysis(decoder, new WorkerCode(symbols.executable(), symbols.executableBias()))
+                .clobbers(fn.address());
+            long now = new ClobberAnalysis(decoder, image::codeFrom).clobbers(image.entryAddress());
+            return now & ~old & Registers.CALLER_SAVED;
         }
     }
 
@@ -113,7 +146,7 @@ public final class SwapEngine {
                 throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
             }
             reg.putFunction(fn.withCurrent(target, fn.versions()));
-            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.callSites(), null);
+            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.callSites(), 0, null);
         }
     }
 
@@ -160,7 +193,10 @@ public final class SwapEngine {
 
     /** Formats the one-line report of a swap. */
     public static String describe(Result r, Path object) {
-        return String.format("swapped %s: v%d -> v%d at %s (%d bytes from %s) in %.1f ms", r.function(),
-            r.fromVersion(), r.toVersion(), Elf.hex(r.address()), r.size(), object, r.micros() / 1000.0);
+        return String.format("swapped %s: v%d -> v%d at %s (%d bytes from %s) in %.1f ms%s", r.function(),
+            r.fromVersion(), r.toVersion(), Elf.hex(r.address()), r.size(), object, r.micros() / 1000.0,
+            r.preserved() == 0 ? "" : "; entered through a register-preserving thunk (the new version writes "
+                + Long.bitCount(r.preserved()) + " caller-saved registers the original never touched, which callers "
+                + "compiled with -fipa-ra may keep values in)");
     }
 }

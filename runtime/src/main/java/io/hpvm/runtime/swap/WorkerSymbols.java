@@ -31,6 +31,7 @@ public final class WorkerSymbols implements SymbolResolver {
     private final Map<String, List<Symbol>> exeSymbols = new HashMap<>();
     private final long exeBias;
     private final Path exePath;
+    private final ElfImage exe;
     private final List<Path> libraries = new ArrayList<>();
     private final Map<Path, Long> libraryStart = new LinkedHashMap<>();
     private final Map<Path, Long> libraryBias = new HashMap<>();
@@ -42,7 +43,7 @@ public final class WorkerSymbols implements SymbolResolver {
         this.pid = pid;
         this.exeBias = exeBias;
         this.exePath = Path.of("/proc/" + pid + "/exe");
-        ElfImage exe = ElfImage.read(exePath);
+        this.exe = ElfImage.read(exePath);
         for (Symbol s : exe.symbols()) {
             if (s.isDefined() && !s.name().isEmpty() && s.type() != Elf.STT_SECTION && s.type() != Elf.STT_FILE
                 && s.sectionIndex() != Elf.SHN_ABS && s.type() != Elf.STT_TLS) {
@@ -132,6 +133,16 @@ public final class WorkerSymbols implements SymbolResolver {
             ambiguous.add(name + " (IFUNC in " + lib + ": " + e.getMessage() + ")");
             return null;
         }
+    }
+
+    /** The worker's executable, as read through /proc/PID/exe. */
+    public ElfImage executable() {
+        return exe;
+    }
+
+    /** Run-time minus link-time addresses of the executable. */
+    public long executableBias() {
+        return exeBias;
     }
 
     /** Names that could not be resolved with certainty (several file-local definitions, unresolvable IFUNCs). */
