@@ -159,6 +159,60 @@ class SwapTest {
         }
     }
 
+    /**
+     * A user's whole source file, edited and recompiled: a file-static counter that must stay the live one, a
+     * static const table that is the patch's own, and calls to IFUNCs (strlen, memcpy) that hpvm resolves for
+     * the worker's CPU.
+     */
+    @Test
+    void wholeFileRecompileKeepsStaticsAndCallsIfuncs() {
+        String v1 = """
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            struct request { int id; char path[32]; };
+            static int served;
+            static const char *greetings[] = { "hello", "bonjour", "hola" };
+            int verbose = 1;
+            static int score(const char *s) { int h = 0; while (*s) h = h * 31 + *s++; return h & 0xff; }
+            int handle(struct request *r) {
+                served++;
+                int s = score(r->path);
+                if (verbose) printf("%d %d %s score %d\\n", r->id, served, greetings[r->id % 3], s);
+                return s;
+            }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (int i = 0; ; i++) {
+                    struct request r = { .id = i };
+                    snprintf(r.path, sizeof r.path, "/item/%d", i % 7);
+                    handle(&r);
+                    usleep(20000);
+                }
+            }
+            """;
+        String v2 = v1.replace("\"hello\", \"bonjour\", \"hola\"", "\"HELLO\", \"BONJOUR\", \"HOLA\"")
+            .replace("score %d\\n\", r->id, served, greetings[r->id % 3], s);",
+                "score %d len %zu\\n\", r->id, served, greetings[r->id % 3], s, strlen(r->path));"
+                    + " char copy[32]; memcpy(copy, r->path, sizeof copy);");
+        assertTrue(v2.contains("strlen") && v2.contains("HOLA"), v2);
+        Path exe = Gcc.executable(dir, "server", v1, "-O2");
+        Path patch = Gcc.object(dir, "server_v2", v2, "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            w.awaitLines(w.mark(), 3, WAIT);
+            Hpvm.Result r = ok(Hpvm.cmd(sessions(), "swap", "--verbose", "handle", patch.toString()));
+            assertTrue(r.out().contains("strlen") && r.out().contains("IFUNC resolved"), r.out());
+            int mark = w.mark();
+            List<String> after = w.awaitLines(mark + 1, 6, WAIT);
+            for (String line : after) {
+                String[] f = line.split(" ");
+                assertEquals(Integer.parseInt(f[0]) + 1, Integer.parseInt(f[1]), "served is the live counter: " + line);
+                assertTrue(f[2].equals(f[2].toUpperCase()) && line.endsWith(" len 7"), "the new code runs: " + line
+                    + "\n" + w);
+            }
+        }
+    }
+
     @Test
     void staticExecutable() {
         Path exe = Gcc.executable(dir, "static", LOOP_WORKER, "-O2", "-static");

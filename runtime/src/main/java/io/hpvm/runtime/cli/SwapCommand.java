@@ -17,6 +17,10 @@ import java.nio.file.Path;
     footer = {"", "Example:", "  gcc -O2 -c fixed.c -o fixed.o && hpvm swap compute fixed.o"})
 final class SwapCommand extends SessionCommand {
 
+    @picocli.CommandLine.Option(names = {"-v", "--verbose"},
+        description = "Also print where each section went and what each name was bound to.")
+    boolean verbose;
+
     @Parameters(index = "0", paramLabel = "FUNCTION", description = "Name of the function to replace.")
     String function;
 
@@ -28,6 +32,12 @@ final class SwapCommand extends SessionCommand {
         SwapEngine engine = new SwapEngine(session());
         SwapEngine.Result r = engine.swap(function, object);
         out().println(SwapEngine.describe(r, object));
+        if (verbose && r.image() != null) {
+            r.image().sections().forEach((name, at) -> out().printf("  section %-24s at 0x%x%n", name, at));
+            r.image().bindings().forEach((name, res) -> out().printf("  %-32s -> 0x%x (%s)%n", name, res.address(),
+                res.origin()));
+            out().printf("  %d GOT entries, %d veneers%n", r.image().gotEntries(), r.image().veneers());
+        }
         if (r.callSites() == 0) {
             err().println("hpvm: warning: no call site of " + r.function() + " was rewritten at "
                 + "launch, so no call reaches the new version (calls the compiler inlined, calls through function "

@@ -115,20 +115,26 @@ public final class WorkerSymbols implements SymbolResolver {
     private Resolution resolveIfunc(Path lib, String name) {
         try {
             String real = lib.toRealPath().toString();
-            Long ourStart = null;
-            for (ProcFs.Mapping m : ProcFs.maps(io.hpvm.runtime.linux.LibC.INSTANCE.getpid())) {
-                if (m.offset() == 0 && m.path().equals(real)) {
-                    ourStart = m.start();
-                    break;
-                }
-            }
-            if (ourStart == null) {
-                ambiguous.add(name + " (an IFUNC in " + lib + ", which hpvm itself has not loaded)");
-                return null;
-            }
             long ours = com.sun.jna.Pointer.nativeValue(
                 com.sun.jna.NativeLibrary.getInstance(real).getGlobalVariableAddress(name));
-            return new Resolution(ours - ourStart + libraryStart.get(lib), lib.getFileName() + " (IFUNC resolved)");
+            // The mapping of the library's file that holds the answer here, and the worker's mapping of the same
+            // file offset. (Match by offset, not by "offset 0": this JVM may also map the file to read its ELF.)
+            ProcFs.Mapping here = null;
+            for (ProcFs.Mapping m : ProcFs.maps(io.hpvm.runtime.linux.LibC.INSTANCE.getpid())) {
+                if (m.path().equals(real) && ours >= m.start() && ours < m.end()) {
+                    here = m;
+                }
+            }
+            if (here != null) {
+                for (ProcFs.Mapping m : ProcFs.maps(pid)) {
+                    if (m.path().equals(lib.toString()) && m.offset() == here.offset()
+                        && m.end() - m.start() == here.end() - here.start()) {
+                        return new Resolution(ours - here.start() + m.start(), lib.getFileName() + " (IFUNC resolved)");
+                    }
+                }
+            }
+            ambiguous.add(name + " (an IFUNC in " + lib + " that hpvm cannot resolve for the worker)");
+            return null;
         } catch (java.io.IOException | SystemException | RuntimeException e) {
             ambiguous.add(name + " (IFUNC in " + lib + ": " + e.getMessage() + ")");
             return null;
