@@ -36,6 +36,8 @@ public final class Linker {
     private final Deque<Integer> work = new ArrayDeque<>();
     private final List<Edge> edges = new ArrayList<>();
     private final TreeSet<String> unresolved = new TreeSet<>();
+    /** Set when an unresolved or refused name was referenced from a section that holds several functions. */
+    private String sharedSection;
     private final Map<String, SymbolResolver.Resolution> bindings = new TreeMap<>();
 
     /** A fixup: at {@code section+offset}, write {@code kind} of target (object section + offset, or absolute). */
@@ -92,7 +94,8 @@ public final class Linker {
         if (!unresolved.isEmpty()) {
             throw new LoadException(LoadException.Kind.LINK, objName + ": cannot resolve " + unresolved.size()
                 + " symbol(s) needed by '" + entryName + "': " + String.join(", ", unresolved)
-                + " (looked in: the worker's patchable functions, its executable, its loaded shared libraries)");
+                + " (looked in: the worker's patchable functions, its executable, its loaded shared libraries)"
+                + sharedSectionHint());
         }
         return layout(base, entry);
     }
@@ -129,6 +132,7 @@ public final class Linker {
             if (res == null) {
                 if (sym.bind() != Elf.STB_WEAK) {
                     unresolved.add(sym.name());
+                    noteShared(s);
                 }
                 return new Edge(s, r, kind, -1, 0, sym.name());
             }
@@ -139,14 +143,14 @@ public final class Linker {
             return new Edge(s, r, kind, -1, sym.value(), sym.name());
         }
         if (sym.sectionIndex() == Elf.SHN_COMMON) {
-            return new Edge(s, r, kind, -1, bindData(sym, 0, where), sym.name());
+            return new Edge(s, r, kind, -1, bindData(s, sym, 0, where), sym.name());
         }
         Section target = obj.section(sym.sectionIndex());
         if (target.isTls() || sym.type() == Elf.STT_TLS) {
             throw refusedTls(sym.name(), where);
         }
         if (target.isWritableData()) {
-            return new Edge(s, r, kind, -1, bindData(sym, 0, where), sym.name());
+            return new Edge(s, r, kind, -1, bindData(s, sym, 0, where), sym.name());
         }
         if (target.isExecutable() && !sym.isLocal()) {
             // A global function the worker already has: call the worker's (its stub when patchable, so the
@@ -169,7 +173,7 @@ public final class Linker {
         }
         if (target.isWritableData()) {
             Symbol covering = coveringSymbol(target, r, kind, where);
-            return new Edge(s, r, kind, -1, bindData(covering, covering.value(), where), covering.name());
+            return new Edge(s, r, kind, -1, bindData(s, covering, covering.value(), where), covering.name());
         }
         requireAlloc(target, where);
         include(target.index());
@@ -207,16 +211,35 @@ public final class Linker {
             + "worker's existing variables, so hpvm refuses rather than guess");
     }
 
-    private long bindData(Symbol sym, long symbolOffset, String where) throws LoadException {
+    private long bindData(Section from, Symbol sym, long symbolOffset, String where) throws LoadException {
         SymbolResolver.Resolution res = sym.name().isEmpty() ? null : resolver.resolve(sym.name(), sym);
         if (res == null) {
+            noteShared(from);
             throw new LoadException(LoadException.Kind.REFUSED, objName + ": '" + entryName + "' uses writable data '"
                 + sym.name() + "' (" + sym.size() + " bytes, referenced at " + where + ") that the worker does not "
                 + "have. A patch must be stateless: it may read and update the worker's existing globals and "
-                + "statics (they bind by name), but it cannot add new ones.");
+                + "statics (they bind by name), but it cannot add new ones." + sharedSectionHint());
         }
         bindings.put(sym.name(), res);
         return res.address() - symbolOffset;
+    }
+
+    private void noteShared(Section s) {
+        int functions = 0;
+        for (Symbol sym : obj.symbols()) {
+            if (sym.isFunction() && sym.sectionIndex() == s.index()) {
+                functions++;
+            }
+        }
+        if (functions > 1 && sharedSection == null) {
+            sharedSection = s.name();
+        }
+    }
+
+    private String sharedSectionHint() {
+        return sharedSection == null ? "" : ". The reference is in " + sharedSection + ", which holds other functions "
+            + "too: if '" + entryName + "' itself does not need it, compile the patch with -ffunction-sections "
+            + "-fdata-sections so that only what '" + entryName + "' reaches is linked";
     }
 
     private LoadException refusedTls(String name, String where) {

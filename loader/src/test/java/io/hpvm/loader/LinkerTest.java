@@ -134,6 +134,18 @@ class LinkerTest {
     }
 
     @Test
+    void unresolvedNamesInASharedTextSectionSuggestFunctionSections() throws LoadException {
+        Path o = Gcc.object(dir, "shared", """
+            const char *f(void) { return "f"; }
+            int unrelated(void) { extern int nowhere(void); return nowhere(); }
+            """, "-O2");
+        LoadException e = assertThrows(LoadException.class,
+            () -> Linker.link(RelocatableObject.read(o), "f", (n, s) -> null, BASE));
+        assertTrue(e.getMessage().contains("cannot resolve 1 symbol(s) needed by 'f': nowhere"), e.getMessage());
+        assertTrue(e.getMessage().contains("-ffunction-sections -fdata-sections"), e.getMessage());
+    }
+
+    @Test
     void unsupportedRelocationNamesTypeSectionAndOffset() {
         LoadException e = assertThrows(LoadException.class,
             () -> link("pc64", "        ret\n        .quad ext - .", NEAR, "R_X86_64_PC64"));
