@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 hpvm_need
 echo "== building hpvm" >&2
-mvn -B -ntp -q -DskipTests install
+mvn -B -ntp -q -Dstyle.color=never -DskipTests install
 build=examples/build
 mkdir -p "$build"
 gcc -O2 -o "$build/counter" examples/counter.c

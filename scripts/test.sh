@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 hpvm_need
-mvn -B -ntp install "$@"
+mvn -B -ntp -Dstyle.color=never install "$@"

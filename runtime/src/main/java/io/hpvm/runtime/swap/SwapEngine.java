@@ -195,8 +195,7 @@ public final class SwapEngine {
     public static String describe(Result r, Path object) {
         return String.format("swapped %s: v%d -> v%d at %s (%d bytes from %s) in %.1f ms%s", r.function(),
             r.fromVersion(), r.toVersion(), Elf.hex(r.address()), r.size(), object, r.micros() / 1000.0,
-            r.preserved() == 0 ? "" : "; entered through a register-preserving thunk (the new version writes "
-                + Long.bitCount(r.preserved()) + " caller-saved registers the original never touched, which callers "
-                + "compiled with -fipa-ra may keep values in)");
+            r.preserved() == 0 ? "" : "; via a register-preserving thunk (the new version may write "
+                + Long.bitCount(r.preserved()) + " registers the original left intact)");
     }
 }
