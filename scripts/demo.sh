@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 hpvm_need
 echo "== building hpvm" >&2
-mvn -B -ntp -q -Dstyle.color=never -DskipTests install
+log=$(mktemp)
+mvn -B -ntp -q -Dstyle.color=never -DskipTests install > "$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
+rm -f "$log"
 build=examples/build
 mkdir -p "$build"
 gcc -O2 -o "$build/counter" examples/counter.c

@@ -20,6 +20,9 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = {"-q", "--quiet"}, description = "Do not print the ready line on stderr.")
     boolean quiet;
 
+    @Option(names = "--timings", description = "Print how long each launch phase took (stderr).")
+    boolean timings;
+
     @Option(names = "--arena-size", paramLabel = "BYTES", defaultValue = "32M",
         description = "Space reserved for patch code (sparse until used; default ${DEFAULT-VALUE}). Suffixes K, M.")
     String arenaSize;
@@ -35,7 +38,7 @@ final class RunCommand implements Callable<Integer> {
         List<String> argv = new ArrayList<>();
         argv.add(program);
         argv.addAll(args);
-        return new Supervisor(new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size")), System.err)
+        return new Supervisor(new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size"), timings), System.err)
             .run(argv);
     }
 }

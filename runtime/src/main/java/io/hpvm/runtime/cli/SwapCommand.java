@@ -21,6 +21,9 @@ final class SwapCommand extends SessionCommand {
         description = "Also print where each section went and what each name was bound to.")
     boolean verbose;
 
+    @picocli.CommandLine.Option(names = "--timings", description = "Print how long each phase of the swap took.")
+    boolean timings;
+
     @Parameters(index = "0", paramLabel = "FUNCTION", description = "Name of the function to replace.")
     String function;
 
@@ -32,6 +35,9 @@ final class SwapCommand extends SessionCommand {
         SwapEngine engine = new SwapEngine(session());
         SwapEngine.Result r = engine.swap(function, object);
         out().println(SwapEngine.describe(r, object));
+        if (timings) {
+            out().println("  timings: " + r.timings().describe());
+        }
         if (verbose && r.image() != null) {
             r.image().sections().forEach((name, at) -> out().printf("  section %-24s at 0x%x%n", name, at));
             r.image().bindings().forEach((name, res) -> out().printf("  %-32s -> 0x%x (%s)%n", name, res.address(),

@@ -10,6 +10,7 @@ import io.hpvm.loader.LoadException;
 import io.hpvm.loader.Segment;
 import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.Timings;
 import io.hpvm.runtime.linux.Injector;
 import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.ProcFs;
@@ -51,7 +52,7 @@ public final class Supervisor {
     private static final int MAP_FIXED_NOREPLACE = 0x100000;
 
     /** Options of {@code hpvm run}. */
-    public record Options(boolean quiet, long arenaSize) {
+    public record Options(boolean quiet, long arenaSize, boolean timings) {
     }
 
     private final Options options;
@@ -65,6 +66,7 @@ public final class Supervisor {
     /** Runs the worker to completion; returns the exit status to exit with. */
     public int run(List<String> argv) throws HpvmException {
         long t0 = System.nanoTime();
+        Timings timings = new Timings();
         Path program = resolveProgram(argv.get(0));
         ElfImage image;
         try {
@@ -77,6 +79,7 @@ public final class Supervisor {
             throw new HpvmException(ExitCode.BAD_FILE, program + " is a shared library, not an executable");
         }
         List<PatchableFunctions.Function> functions = PatchableFunctions.of(image);
+        timings.mark("elf");
         List<String> workerArgv = new ArrayList<>(argv);
         workerArgv.set(0, argv.get(0).contains("/") ? argv.get(0) : program.toString());
 
@@ -88,10 +91,12 @@ public final class Supervisor {
         Setup setup;
         try {
             Tracee tracee = Spawner.runToEntry(pid, program.toString());
+            timings.mark("spawn");
             session = SessionDir.create(pid);
             lock = session.lock();
-            setup = prepare(tracee, image, functions, session);
+            setup = prepare(tracee, image, functions, session, timings);
             tracee.detach();
+            timings.mark("detach");
         } catch (HpvmException | RuntimeException e) {
             killQuietly(pid);
             if (lock != null) {
@@ -110,8 +115,14 @@ public final class Supervisor {
         // The worker runs now. Write the registry while holding the session lock, so an early 'hpvm swap' waits.
         try (SessionDir.Lock held = lock) {
             writeRegistry(session, setup, functions, program, image);
+            timings.mark("registry");
         } catch (HpvmException | RuntimeException e) {
             err.println("hpvm: warning: the worker runs but cannot be patched: " + e.getMessage());
+        }
+        if (options.timings()) {
+            err.printf("hpvm: timings: %s; text scanned %d bytes in %.2f ms (%.1f MB/s)%n", timings.describe(),
+                setup.bytesScanned, timings.micros().getOrDefault("decode", 0L) / 1000.0,
+                setup.bytesScanned / Math.max(1.0, timings.micros().getOrDefault("decode", 1L)));
         }
         int status = waitForExit(pid);
         session.delete();
@@ -126,12 +137,13 @@ public final class Supervisor {
         long codeSize;
         long arenaStart;
         int callSites;
+        long bytesScanned;
         long startTime;
         Map<Long, Integer> sitesPerFunction = new HashMap<>();
     }
 
     private Setup prepare(Tracee tracee, ElfImage image, List<PatchableFunctions.Function> functions,
-                          SessionDir session) throws HpvmException {
+                          SessionDir session, Timings timings) throws HpvmException {
         int pid = tracee.pid();
         Setup s = new Setup();
         s.startTime = ProcFs.startTime(pid);
@@ -158,12 +170,14 @@ public final class Supervisor {
                 code.write(stubAddress(s, i), Snippets.stub(stubAddress(s, i), s.slotsAddress + SlotTable.offset(i)));
                 slotOfEntry.put(entry, i);
             }
+            timings.mark("stubs");
             long entryPoint = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
             try (Injector inj = new Injector(tracee, mem, entryPoint)) {
                 mapInto(inj, session.slots(), s.slotsAddress, slotsSize, PROT_READ, 0);
                 mapInto(inj, session.code(), s.codeAddress, s.codeSize, PROT_READ | PROT_EXEC, 1);
             }
-            rewriteCallSites(mem, image, s, slotOfEntry);
+            timings.mark("inject");
+            rewriteCallSites(mem, image, s, slotOfEntry, timings);
         } catch (IOException e) {
             throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
         } catch (LoadException e) {
@@ -176,15 +190,18 @@ public final class Supervisor {
         return s.codeAddress + (long) index * Snippets.STUB_STRIDE;
     }
 
-    private void rewriteCallSites(ProcessMemory mem, ElfImage image, Setup s, Map<Long, Integer> slotOfEntry)
-        throws SystemException {
+    private void rewriteCallSites(ProcessMemory mem, ElfImage image, Setup s, Map<Long, Integer> slotOfEntry,
+                                  Timings timings) throws SystemException {
         List<long[]> ranges = PatchableFunctions.codeRanges(image, s.bias);
         try (Decoder decoder = new Decoder()) {
             for (Segment seg : image.executableSegments()) {
                 long start = s.bias + seg.vaddr();
                 byte[] text = mem.read(start, (int) seg.fileSize());
+                timings.mark("rewrite");
                 CallSiteScanner.Result r = CallSiteScanner.scan(decoder, text, start, ranges,
                     slotOfEntry::containsKey);
+                s.bytesScanned += r.bytesScanned();
+                timings.mark("decode");
                 ByteBuffer rel = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN);
                 for (CallSite site : r.sites()) {
                     int slot = slotOfEntry.get(site.target());
@@ -193,6 +210,7 @@ public final class Supervisor {
                     s.sitesPerFunction.merge(site.target(), 1, Integer::sum);
                     s.callSites++;
                 }
+                timings.mark("rewrite");
             }
         }
     }

@@ -11,6 +11,7 @@ import io.hpvm.loader.Linker;
 import io.hpvm.loader.RelocatableObject;
 import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.Timings;
 import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.session.CodeRegion;
@@ -36,7 +37,7 @@ public final class SwapEngine {
 
     /** The outcome of a swap or rollback, for the one-line report. */
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
-                         int callSites, long preserved, LinkedImage image) {
+                         int callSites, long preserved, LinkedImage image, Timings timings) {
     }
 
     private final SessionDir session;
@@ -48,13 +49,16 @@ public final class SwapEngine {
     /** Replaces {@code function}'s body with {@code function} from {@code object}. */
     public Result swap(String function, Path object) throws HpvmException {
         long t0 = System.nanoTime();
+        Timings timings = new Timings();
         RelocatableObject obj;
         try {
             obj = RelocatableObject.read(object);
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }
+        timings.mark("parse");
         try (SessionDir.Lock lock = session.lock(); Registry reg = Registry.open(session.registry().toFile())) {
+            timings.mark("open-registry");
             SessionInfo info = checkedSession(reg);
             FunctionRecord fn = function(reg, function, info);
             long base = (info.arenaNext() + 63) & ~63L;
@@ -64,6 +68,7 @@ public final class SwapEngine {
             } catch (LoadException e) {
                 throw ExitCode.wrap(e);
             }
+            timings.mark("read-worker");
             LinkedImage image;
             try {
                 image = Linker.link(obj, fn.name().replaceFirst("@0x[0-9a-f]+$", ""), symbols, base);
@@ -72,7 +77,9 @@ public final class SwapEngine {
                     : "; not resolved with certainty: " + String.join(", ", symbols.ambiguous());
                 throw new HpvmException(ExitCode.of(e), e.getMessage() + more, e);
             }
+            timings.mark("link");
             long preserve = registersToPreserve(symbols, fn, image);
+            timings.mark("clobber-analysis");
             long thunkAt = (base + image.size() + 15) & ~15L;
             byte[] thunk = new byte[0];
             if (preserve != 0) {
@@ -101,12 +108,14 @@ public final class SwapEngine {
             } catch (IOException e) {
                 throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
             }
+            timings.mark("write-and-store");
             int version = fn.versions();
             reg.putVersion(fn.name(), new VersionRecord(version, target, end - base,
                 object.toAbsolutePath().toString(), System.currentTimeMillis(), preserve));
             reg.putFunction(fn.withCurrent(version, version + 1));
+            timings.mark("record");
             return new Result(fn.name(), fn.current(), version, target, end - base,
-                (System.nanoTime() - t0) / 1000, fn.callSites(), preserve, image);
+                (System.nanoTime() - t0) / 1000, fn.callSites(), preserve, image, timings);
         }
     }
 
@@ -146,7 +155,7 @@ public final class SwapEngine {
                 throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
             }
             reg.putFunction(fn.withCurrent(target, fn.versions()));
-            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.callSites(), 0, null);
+            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.callSites(), 0, null, null);
         }
     }
 

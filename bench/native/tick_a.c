@@ -1,0 +1,1 @@
+long tick(long x) { __asm__ volatile(""); return x + 1; }

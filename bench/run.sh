@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# hpvm's benchmark: builds what it needs, runs every measurement (native vs hpvm alternately, stalls, swap
+# latency, launch, memory, JMH), prints a table and writes bench/RESULTS.md.
+#   bench/run.sh           full run (under 10 minutes on 2 cores)
+#   bench/run.sh --quick   fewer rounds, shorter windows (under 2 minutes)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+hpvm_need
+echo "== building hpvm and the bench" >&2
+log=$(mktemp)
+mvn -B -ntp -q -Dstyle.color=never -DskipTests install > "$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
+rm -f "$log"
+exec java -jar bench/target/hpvm-bench.jar "$@"
