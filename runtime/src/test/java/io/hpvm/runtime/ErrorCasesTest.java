@@ -201,6 +201,23 @@ class ErrorCasesTest {
 
     @Test
     @Order(11)
+    void fullArenaIsASystemFailureThatChangesNothing() {
+        Path exe = Gcc.executable(dir, "tiny_arena", SwapTest.LOOP_WORKER, "-O2");
+        // 4 KiB of arena: the patch below needs more (a 5000-byte table of constants).
+        Path big = object("big", """
+            static const long table[625] = { [0] = 3, [624] = 3 };
+            long compute(long x) { return x * table[(x & 1) * 624]; }
+            """);
+        try (TestWorker small = TestWorker.start(sessions(), List.of("--arena-size", "4K"), exe)) {
+            Hpvm.Result r = fails(7, new String[] {"code arena", "is full", "--arena-size"}, "swap", "--pid",
+                Integer.toString(small.pid()), "compute", big.toString());
+            SwapTest.assertBehaviour(small, small.mark(), (i, z) -> i * 2, "still the original after a full arena");
+            assertTrue(r.err().contains("bytes needed"), r.toString());
+        }
+    }
+
+    @Test
+    @Order(12)
     void concurrentSwapsAreSerialised() {
         Path three = object("three", "long compute(long x) { return x * 3; }\n");
         Path four = object("four", "long compute(long x) { return x * 4; }\n");

@@ -46,12 +46,26 @@ public class HpvmBenchmarks {
             case "linkObject" -> "linking the parsed object at an arena address (resolution by a map)";
             case "resolveLibraryExports" -> "reading libc's dynamic symbols: the per-swap cost of library lookups";
             case "openRegistry" -> "opening and closing the session's Chronicle Map";
+            case "decodeLibcText" -> "Capstone (raw cs_disasm through JNA) over libc's whole .text, warm JIT";
             default -> "";
         };
     }
 
+    private byte[] libcText;
+    private long libcTextAddress;
+    private io.hpvm.asm.Decoder decoder;
+
+    /** Size of libc's .text, to turn decodeLibcText's time into MB/s. */
+    public static long libcTextSize() throws Exception {
+        return ElfImage.read(Path.of("/lib/x86_64-linux-gnu/libc.so.6")).section(".text").size();
+    }
+
     @Setup(Level.Trial)
     public void setUp() throws Exception {
+        io.hpvm.loader.Section text = ElfImage.read(Path.of("/lib/x86_64-linux-gnu/libc.so.6")).section(".text");
+        libcText = text.data();
+        libcTextAddress = text.address();
+        decoder = new io.hpvm.asm.Decoder();
         dir = Files.createTempDirectory("hpvm-jmh");
         slots = SlotTable.create(dir.resolve("slots"), 1024);
         object = Path.of(System.getProperty("hpvm.bench.object"));
@@ -90,6 +104,24 @@ public class HpvmBenchmarks {
             m.putIfAbsent(s.name(), s);
         }
         return m;
+    }
+
+    /** Decodes all of libc's .text, resynchronising after undecodable bytes; returns the instruction count. */
+    @Benchmark
+    @OutputTimeUnit(TimeUnit.MILLISECONDS)
+    public long decodeLibcText() {
+        com.sun.jna.Memory mem = new com.sun.jna.Memory(libcText.length);
+        mem.write(0, libcText, 0, libcText.length);
+        long[] count = {0};
+        long at = 0;
+        while (at < libcText.length) {
+            long n = decoder.decode(mem.share(at), libcText.length - at, libcTextAddress + at, insn -> {
+                count[0]++;
+                return true;
+            });
+            at += Math.max(1, n);
+        }
+        return count[0];
     }
 
     @Benchmark

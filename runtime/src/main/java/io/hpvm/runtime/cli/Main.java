@@ -14,7 +14,7 @@ import java.io.PrintWriter;
         "Start a program under hpvm, then replace any of its functions while it runs with the same function "
             + "compiled into an ELF object file (gcc -c)."},
     subcommands = {RunCommand.class, SwapCommand.class, LsCommand.class, RollbackCommand.class,
-        CommandLine.HelpCommand.class},
+        WarmupCommand.class, CommandLine.HelpCommand.class},
     footerHeading = "%nExit codes:%n",
     footer = {"  0  success (hpvm run: the worker's own exit status, 128+N if killed by signal N)",
         "  2  bad command line", "  3  no such session", "  4  bad object or executable file",
