@@ -44,6 +44,11 @@ final class LsCommand extends SessionCommand {
             out().printf("worker %d  %s  %d functions, %d call sites rewritten, %d patched, arena %d of %d "
                     + "bytes used%n", info.pid(), info.executable(), info.functions(), info.callSites(), patched,
                 info.arenaNext() - info.arenaStart(), info.code() + info.codeSize() - info.arenaStart());
+            List<Integer> procs = s.processes();
+            if (procs.size() > 1) {
+                out().println("processes sharing this session (the worker and its forked children): "
+                    + String.join(", ", procs.stream().map(String::valueOf).toList()));
+            }
             out().printf("%-32s %-9s %-18s %6s  %s%n", "FUNCTION", "VERSION", "ADDRESS", "SITES", "ROUTE");
             for (FunctionRecord f : fns) {
                 if (patchedOnly && f.versions() <= 1) {

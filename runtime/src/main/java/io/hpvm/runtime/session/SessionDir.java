@@ -109,6 +109,34 @@ public final class SessionDir {
         }
     }
 
+    /**
+     * Every process that maps this session's slot table: the worker and the children it forked (they inherit the
+     * shared mappings, so one swap patches them all). A child that called exec no longer maps it.
+     */
+    public List<Integer> processes() {
+        List<Integer> out = new ArrayList<>();
+        String slots = slots().toString();
+        try (Stream<Path> procs = Files.list(Path.of("/proc"))) {
+            for (Path p : procs.toList()) {
+                String name = p.getFileName().toString();
+                if (!name.chars().allMatch(Character::isDigit)) {
+                    continue;
+                }
+                try (Stream<String> lines = Files.lines(p.resolve("maps"))) {
+                    if (lines.anyMatch(l -> l.endsWith(slots))) {
+                        out.add(Integer.parseInt(name));
+                    }
+                } catch (IOException | RuntimeException ignored) {
+                    // gone, or not ours to read
+                }
+            }
+        } catch (IOException e) {
+            return out;
+        }
+        out.sort(null);
+        return out;
+    }
+
     /** Every session directory of this user, live or stale, ordered by pid. */
     public static List<SessionDir> list() {
         List<SessionDir> out = new ArrayList<>();
