@@ -35,6 +35,16 @@ public final class CallSiteScanner {
      */
     public static Result scan(Decoder decoder, byte[] text, long textAddress, List<long[]> functions,
                               LongPredicate isEntry) {
+        return scan(decoder, text, textAddress, functions, isEntry, t -> { });
+    }
+
+    /**
+     * As {@link #scan(Decoder, byte[], long, List, LongPredicate)}, also reporting the target of every direct
+     * branch (rel8 and rel32, wherever it goes) to {@code branchTargets}: the relocator must not displace bytes
+     * that any branch lands on.
+     */
+    public static Result scan(Decoder decoder, byte[] text, long textAddress, List<long[]> functions,
+                              LongPredicate isEntry, java.util.function.LongConsumer branchTargets) {
         Memory mem = new Memory(Math.max(1, text.length));
         mem.write(0, text, 0, text.length);
         List<CallSite> sites = new ArrayList<>();
@@ -50,8 +60,16 @@ public final class CallSiteScanner {
             found.clear();
             long decoded = decoder.decode(mem.share(start - textAddress), end - start, start, insn -> {
                 CallSite site = classify(insn);
-                if (site != null && isEntry.test(site.target())) {
-                    found.add(site);
+                if (site != null) {
+                    branchTargets.accept(site.target());
+                    if (isEntry.test(site.target())) {
+                        found.add(site);
+                    }
+                } else {
+                    long t = rel8Target(insn);
+                    if (t != -1) {
+                        branchTargets.accept(t);
+                    }
                 }
                 return true;
             });
@@ -64,6 +82,26 @@ public final class CallSiteScanner {
         }
         sites.sort((a, b) -> Long.compare(a.address(), b.address()));
         return new Result(sites, undecodable, scanned);
+    }
+
+    /** The target of a short branch (jmp/jcc/loop/jrcxz rel8), or -1. */
+    static long rel8Target(Decoder.Insn insn) {
+        int size = insn.size();
+        int i = size - 2;
+        if (i < 0) {
+            return -1;
+        }
+        int op = insn.byteAt(i);
+        if (op == 0xeb || op >= 0x70 && op <= 0x7f || op >= 0xe0 && op <= 0xe3) {
+            for (int k = 0; k < i; k++) {
+                int p = insn.byteAt(k);
+                if (p != 0xf2 && p != 0x2e && p != 0x3e && p != 0x67) {
+                    return -1;
+                }
+            }
+            return insn.address() + size + (byte) insn.byteAt(size - 1);
+        }
+        return -1;
     }
 
     /** The direct rel32 branch this instruction is, or null. */

@@ -74,7 +74,8 @@ class SwapTest {
             assertTrue(r.out().startsWith("swapped compute: v0 -> v1 at 0x"), r.out());
             assertBehaviour(w, w.mark(), (i, z) -> i * 3, "after the swap");
             Hpvm.Result ls = ok(Hpvm.cmd(sessions(), "ls"));
-            assertTrue(ls.out().matches("(?s).*\\ncompute\\s+v1/1\\s+0x[0-9a-f]+\\s+1\\s+call sites.*"), ls.out());
+            assertTrue(ls.out().matches("(?s).*\\ncompute\\s+v1/1\\s+0x[0-9a-f]+\\s+1\\s+entry \\+ call sites.*"),
+                ls.out());
             ok(Hpvm.cmd(sessions(), "rollback", "compute"));
             assertBehaviour(w, w.mark(), (i, z) -> i * 2, "after the rollback");
             ok(Hpvm.cmd(sessions(), "rollback", "compute", "--to", "1"));
@@ -268,7 +269,7 @@ class SwapTest {
         try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
             assertBehaviour(w, w.mark(), (i, z) -> (i + 1) * 111, "before");
             Hpvm.Result ls = ok(Hpvm.cmd(sessions(), "ls"));
-            assertTrue(ls.out().matches("(?s).*\\nf\\s+v0\\s+0x[0-9a-f]+\\s+3\\s+call sites.*"), ls.out());
+            assertTrue(ls.out().matches("(?s).*\\nf\\s+v0\\s+0x[0-9a-f]+\\s+3\\s+entry \\+ call sites.*"), ls.out());
             ok(Hpvm.cmd(sessions(), "swap", "f", patch.toString()));
             assertBehaviour(w, w.mark(), (i, z) -> (i + 2) * 111, "every call site runs the new f");
         }

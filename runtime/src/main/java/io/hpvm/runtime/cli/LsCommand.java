@@ -57,7 +57,9 @@ final class LsCommand extends SessionCommand {
                 long at = SwapEngine.addressOf(reg, f, f.current());
                 String version = "v" + f.current() + (f.versions() > 1 ? "/" + (f.versions() - 1) : "");
                 VersionRecord v = f.current() > 0 ? reg.version(f.name(), f.current()) : null;
-                String route = (f.callSites() > 0 ? "call sites" : "none (only called indirectly or not at all)")
+                String route = (f.entryRedirected() ? "entry + call sites"
+                    : f.callSites() > 0 ? "call sites only (entry: " + f.entryNote() + ")"
+                    : "none: direct calls only reach it (entry: " + f.entryNote() + ")")
                     + (v != null && v.preserved() != 0 ? ", via register-preserving thunk" : "");
                 out().printf("%-32s %-9s %-18s %6d  %s%n", f.name(), version, Elf.hex(at), f.callSites(), route);
             }

@@ -23,6 +23,10 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--timings", description = "Print how long each launch phase took (stderr).")
     boolean timings;
 
+    @Option(names = "--no-entry-redirect", description = "Route only the rewritten direct call sites; leave every "
+        + "function's entry as it is (calls through pointers then keep reaching the original code).")
+    boolean noEntryRedirect;
+
     @Option(names = "--arena-size", paramLabel = "BYTES", defaultValue = "32M",
         description = "Space reserved for patch code (sparse until used; default ${DEFAULT-VALUE}). Suffixes K, M.")
     String arenaSize;
@@ -38,7 +42,8 @@ final class RunCommand implements Callable<Integer> {
         List<String> argv = new ArrayList<>();
         argv.add(program);
         argv.addAll(args);
-        return new Supervisor(new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size"), timings), System.err)
+        return new Supervisor(new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size"), timings,
+            !noEntryRedirect), System.err)
             .run(argv);
     }
 }

@@ -44,10 +44,10 @@ final class SwapCommand extends SessionCommand {
                 res.origin()));
             out().printf("  %d GOT entries, %d veneers%n", r.image().gotEntries(), r.image().veneers());
         }
-        if (r.callSites() == 0) {
-            err().println("hpvm: warning: no call site of " + r.function() + " was rewritten at "
-                + "launch, so no call reaches the new version (calls the compiler inlined, calls through function "
-                + "pointers and short tail jumps still run the original); see 'hpvm ls'");
+        if (!r.reachesEveryCall()) {
+            err().println("hpvm: warning: the entry of " + r.function() + " is not redirected (see 'hpvm ls'), so "
+                + "only its rewritten direct call sites reach the new version; calls through function pointers, "
+                + "short tail jumps and calls the compiler inlined still run the original");
         }
         return 0;
     }

@@ -3,6 +3,7 @@ package io.hpvm.runtime.supervisor;
 import io.hpvm.asm.CallSite;
 import io.hpvm.asm.CallSiteScanner;
 import io.hpvm.asm.Decoder;
+import io.hpvm.asm.Relocator;
 import io.hpvm.asm.Snippets;
 import io.hpvm.loader.Elf;
 import io.hpvm.loader.ElfImage;
@@ -52,7 +53,7 @@ public final class Supervisor {
     private static final int MAP_FIXED_NOREPLACE = 0x100000;
 
     /** Options of {@code hpvm run}. */
-    public record Options(boolean quiet, long arenaSize, boolean timings) {
+    public record Options(boolean quiet, long arenaSize, boolean timings, boolean redirectEntries) {
     }
 
     private final Options options;
@@ -109,8 +110,9 @@ public final class Supervisor {
         }
         long readyMs = (System.nanoTime() - t0) / 1_000_000;
         if (!options.quiet()) {
-            err.printf("hpvm: %s (pid %d) ready in %d ms: %d functions patchable, %d call sites rewritten; session %s%n",
-                argv.get(0), pid, readyMs, functions.size(), setup.callSites, session.dir());
+            err.printf("hpvm: %s (pid %d) ready in %d ms: %d functions patchable, %d call sites rewritten, %d entries "
+                    + "redirected; session %s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
+                setup.trampolineOf.size(), session.dir());
         }
         // The worker runs now. Write the registry while holding the session lock, so an early 'hpvm swap' waits.
         try (SessionDir.Lock held = lock) {
@@ -138,6 +140,10 @@ public final class Supervisor {
         long arenaStart;
         int callSites;
         long bytesScanned;
+        long trampolines;
+        java.util.Set<Long> branchTargets = new java.util.HashSet<>();
+        Map<Integer, Long> trampolineOf = new HashMap<>();
+        Map<Integer, String> entryNotes = new HashMap<>();
         long startTime;
         Map<Long, Integer> sitesPerFunction = new HashMap<>();
     }
@@ -154,11 +160,14 @@ public final class Supervisor {
         int n = functions.size();
         long slotsSize = SlotTable.fileSize(n);
         long stubsSize = Placement.alignUp((long) n * Snippets.STUB_STRIDE, 4096);
-        s.codeSize = stubsSize + Placement.alignUp(options.arenaSize(), 4096);
+        long trampolinesSize = options.redirectEntries()
+            ? Placement.alignUp((long) n * Relocator.MAX_TRAMPOLINE, 4096) : 0;
+        s.codeSize = stubsSize + trampolinesSize + Placement.alignUp(options.arenaSize(), 4096);
         long block = slotsSize + s.codeSize;
         s.slotsAddress = Placement.choose(maps, exeRange[0], exeRange[1], block);
         s.codeAddress = s.slotsAddress + slotsSize;
-        s.arenaStart = s.codeAddress + stubsSize;
+        s.trampolines = s.codeAddress + stubsSize;
+        s.arenaStart = s.trampolines + trampolinesSize;
 
         try (SlotTable slots = SlotTable.create(session.slots(), n);
              CodeRegion code = CodeRegion.create(session.code(), s.codeSize, s.codeAddress);
@@ -177,7 +186,11 @@ public final class Supervisor {
                 mapInto(inj, session.code(), s.codeAddress, s.codeSize, PROT_READ | PROT_EXEC, 1);
             }
             timings.mark("inject");
-            rewriteCallSites(mem, image, s, slotOfEntry, timings);
+            Map<Long, byte[]> texts = rewriteCallSites(mem, image, s, slotOfEntry, timings);
+            if (options.redirectEntries()) {
+                redirectEntries(mem, code, slots, image, functions, s, texts);
+                timings.mark("redirect");
+            }
         } catch (IOException e) {
             throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
         } catch (LoadException e) {
@@ -190,29 +203,84 @@ public final class Supervisor {
         return s.codeAddress + (long) index * Snippets.STUB_STRIDE;
     }
 
-    private void rewriteCallSites(ProcessMemory mem, ElfImage image, Setup s, Map<Long, Integer> slotOfEntry,
-                                  Timings timings) throws SystemException {
+    /**
+     * Rewrites the call sites in the worker and in a copy of its text (returned per segment start, as the worker
+     * now has it), collecting every direct branch target on the way.
+     */
+    private Map<Long, byte[]> rewriteCallSites(ProcessMemory mem, ElfImage image, Setup s,
+                                               Map<Long, Integer> slotOfEntry, Timings timings)
+        throws SystemException {
         List<long[]> ranges = PatchableFunctions.codeRanges(image, s.bias);
+        Map<Long, byte[]> texts = new HashMap<>();
         try (Decoder decoder = new Decoder()) {
             for (Segment seg : image.executableSegments()) {
                 long start = s.bias + seg.vaddr();
                 byte[] text = mem.read(start, (int) seg.fileSize());
+                texts.put(start, text);
                 timings.mark("rewrite");
                 CallSiteScanner.Result r = CallSiteScanner.scan(decoder, text, start, ranges,
-                    slotOfEntry::containsKey);
+                    slotOfEntry::containsKey, s.branchTargets::add);
                 s.bytesScanned += r.bytesScanned();
                 timings.mark("decode");
-                ByteBuffer rel = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN);
+                ByteBuffer rel = ByteBuffer.wrap(text).order(ByteOrder.LITTLE_ENDIAN);
                 for (CallSite site : r.sites()) {
                     int slot = slotOfEntry.get(site.target());
-                    rel.putInt(0, site.displacementTo(stubAddress(s, slot)));
-                    mem.write(site.displacementAddress(), rel.array().clone());
+                    int at = (int) (site.displacementAddress() - start);
+                    rel.putInt(at, site.displacementTo(stubAddress(s, slot)));
+                    mem.write(site.displacementAddress(), java.util.Arrays.copyOfRange(text, at, at + 4));
                     s.sitesPerFunction.merge(site.target(), 1, Integer::sum);
                     s.callSites++;
                 }
                 timings.mark("rewrite");
             }
         }
+        return texts;
+    }
+
+    /**
+     * Entry redirection: for each function whose first instructions can be proven movable, copy them into a
+     * trampoline (its version 0, which the slot now holds) and overwrite them with {@code jmp stub}, so calls that
+     * were not rewritten (function pointers, callbacks, short tail jumps, other libraries) reach the current
+     * version too. Planned from the already-rewritten text, so a displaced call keeps going through its stub.
+     */
+    private void redirectEntries(ProcessMemory mem, CodeRegion code, SlotTable slots, ElfImage image,
+                                 List<PatchableFunctions.Function> functions, Setup s, Map<Long, byte[]> texts)
+        throws SystemException {
+        java.util.Set<Long> forbidden = new java.util.HashSet<>(s.branchTargets);
+        for (long[] r : PatchableFunctions.codeRanges(image, s.bias)) {
+            forbidden.add(r[0]);
+        }
+        try (Decoder decoder = new Decoder()) {
+            for (int i = 0; i < functions.size(); i++) {
+                PatchableFunctions.Function f = functions.get(i);
+                long entry = s.bias + f.address();
+                byte[] body = bytesOf(texts, entry, f.size());
+                if (body == null) {
+                    s.entryNotes.put(i, "code not in an executable segment");
+                    continue;
+                }
+                long trampoline = s.trampolines + (long) i * Relocator.MAX_TRAMPOLINE;
+                Relocator.Plan plan = Relocator.plan(decoder, body, entry, trampoline, forbidden::contains);
+                if (!plan.isValid()) {
+                    s.entryNotes.put(i, plan.refusal());
+                    continue;
+                }
+                code.write(trampoline, plan.trampoline());
+                slots.setRelease(i, trampoline);
+                mem.write(plan.patchAt(), plan.entryPatch(stubAddress(s, i)));
+                s.trampolineOf.put(i, trampoline);
+            }
+        }
+    }
+
+    private static byte[] bytesOf(Map<Long, byte[]> texts, long address, long size) {
+        for (Map.Entry<Long, byte[]> t : texts.entrySet()) {
+            long off = address - t.getKey();
+            if (off >= 0 && off + size <= t.getValue().length) {
+                return java.util.Arrays.copyOfRange(t.getValue(), (int) off, (int) (off + size));
+            }
+        }
+        return null;
     }
 
     private static void mapInto(Injector inj, Path file, long address, long size, int prot, int stringSlot)
@@ -277,7 +345,8 @@ public final class Supervisor {
                 PatchableFunctions.Function f = functions.get(i);
                 long entry = s.bias + f.address();
                 reg.putFunction(new FunctionRecord(f.name(), i, entry, f.size(), stubAddress(s, i),
-                    s.sitesPerFunction.getOrDefault(entry, 0), 0, 1));
+                    s.sitesPerFunction.getOrDefault(entry, 0), 0, 1, s.trampolineOf.getOrDefault(i, 0L),
+                    options.redirectEntries() ? s.entryNotes.getOrDefault(i, "") : "entry redirection off"));
             }
             reg.putSession(new SessionInfo(session.pid(), s.startTime, program.toAbsolutePath().normalize().toString(),
                 image.buildId(), s.bias, s.slotsAddress, s.codeAddress, s.codeSize, s.arenaStart, s.arenaStart,

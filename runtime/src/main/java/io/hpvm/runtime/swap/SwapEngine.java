@@ -37,7 +37,7 @@ public final class SwapEngine {
 
     /** The outcome of a swap or rollback, for the one-line report. */
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
-                         int callSites, long preserved, LinkedImage image, Timings timings) {
+                         boolean reachesEveryCall, long preserved, LinkedImage image, Timings timings) {
     }
 
     private final SessionDir session;
@@ -115,7 +115,7 @@ public final class SwapEngine {
             reg.putFunction(fn.withCurrent(version, version + 1));
             timings.mark("record");
             return new Result(fn.name(), fn.current(), version, target, end - base,
-                (System.nanoTime() - t0) / 1000, fn.callSites(), preserve, image, timings);
+                (System.nanoTime() - t0) / 1000, fn.entryRedirected(), preserve, image, timings);
         }
     }
 
@@ -155,14 +155,14 @@ public final class SwapEngine {
                 throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
             }
             reg.putFunction(fn.withCurrent(target, fn.versions()));
-            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.callSites(), 0, null, null);
+            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.entryRedirected(), 0, null, null);
         }
     }
 
     /** The entry address of a version (0 is the original). */
     public static long addressOf(Registry reg, FunctionRecord fn, int version) throws SystemException {
         if (version == 0) {
-            return fn.address();
+            return fn.originalTarget();
         }
         VersionRecord v = reg.version(fn.name(), version);
         if (v == null) {

@@ -1,0 +1,281 @@
+package io.hpvm.asm;
+
+import java.io.ByteArrayOutputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.LongPredicate;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Moves the first instructions of a function into a trampoline, so that the entry can be overwritten with a
+ * 5-byte {@code jmp rel32} to the function's stub (calls through function pointers, callbacks, short tail jumps and
+ * other libraries then reach the current version too). The trampoline runs the displaced instructions at their new
+ * address and jumps back after them: it is version 0 of the function.
+ *
+ * <p>Frida-style: {@link #plan} asks whether relocation is safe and says why not; each instruction is either copied,
+ * re-encoded (relative branches become rel32 forms, RIP-relative displacements are adjusted) or refused; the result
+ * is decoded back with Capstone and compared with what was meant. {@code endbr64} stays at the entry (CET) and the
+ * jump goes after it.
+ */
+public final class Relocator {
+
+    /** Bytes of the {@code jmp rel32} written at the entry. */
+    public static final int JUMP_SIZE = 5;
+    /** Upper bound of a trampoline: up to 5+14 displaced bytes, rel8 branches grown to rel32, the jump back. */
+    public static final int MAX_TRAMPOLINE = 64;
+
+    private static final Pattern RIP = Pattern.compile("\\[rip ([+-]) (0x[0-9a-f]+|\\d+)\\]");
+
+    /**
+     * What to do with one function.
+     *
+     * @param patchAt    where the jump goes (the entry, or after its endbr64)
+     * @param displaced  bytes of whole instructions moved out (>= 5), to be overwritten
+     * @param trampoline the trampoline's bytes, for {@code trampolineAt}
+     * @param refusal    why the entry cannot be redirected, or null
+     */
+    public record Plan(long patchAt, int displaced, byte[] trampoline, String refusal) {
+        public boolean isValid() {
+            return refusal == null;
+        }
+
+        /** The bytes to write at {@code patchAt}: {@code jmp stub}, then int3 over the rest of the displaced bytes. */
+        public byte[] entryPatch(long stub) {
+            byte[] out = new byte[displaced];
+            java.util.Arrays.fill(out, (byte) 0xcc);
+            out[0] = (byte) 0xe9;
+            ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putInt(1, rel32(patchAt + JUMP_SIZE, stub));
+            return out;
+        }
+    }
+
+    private Relocator() {
+    }
+
+    private static Plan refuse(long at, String why) {
+        return new Plan(at, 0, null, why);
+    }
+
+    /**
+     * Plans the redirection of the function whose code is {@code code} at {@code entry}.
+     *
+     * @param branchedTo true for addresses that some direct branch in the program targets, or that are another
+     *                   function's entry: none may fall inside the displaced bytes (except the jump's own start)
+     */
+    public static Plan plan(Decoder decoder, byte[] code, long entry, long trampolineAt, LongPredicate branchedTo) {
+        int start = 0;
+        if (code.length >= 4 && (code[0] & 0xff) == 0xf3 && (code[1] & 0xff) == 0x0f && (code[2] & 0xff) == 0x1e
+            && (code[3] & 0xff) == 0xfa) {
+            start = 4; // endbr64 stays: indirect branches must still land on it
+        }
+        long patchAt = entry + start;
+        if (code.length - start < JUMP_SIZE) {
+            return refuse(patchAt, "function is " + code.length + " bytes, shorter than the 5-byte jump");
+        }
+        List<Insn> insns = new ArrayList<>();
+        int[] covered = {0};
+        String[] stop = {null};
+        byte[] tail = java.util.Arrays.copyOfRange(code, start, code.length);
+        decoder.decode(tail, patchAt, insn -> {
+            Insn i = new Insn(insn.address(), bytes(insn), insn.mnemonic(), insn.operands());
+            insns.add(i);
+            covered[0] += i.bytes.length;
+            if (covered[0] < JUMP_SIZE && (i.mnemonic.equals("ret") || i.mnemonic.equals("jmp")
+                || i.mnemonic.startsWith("ud"))) {
+                stop[0] = "function ends (" + i.mnemonic + " at 0x" + Long.toHexString(i.address) + ") within the "
+                    + "first 5 bytes";
+                return false;
+            }
+            return covered[0] < JUMP_SIZE;
+        });
+        if (stop[0] != null) {
+            return refuse(patchAt, stop[0]);
+        }
+        if (covered[0] < JUMP_SIZE) {
+            return refuse(patchAt, "the first bytes at 0x" + Long.toHexString(patchAt) + " do not decode");
+        }
+        int displaced = covered[0];
+        for (long a = patchAt + 1; a < patchAt + displaced; a++) {
+            if (branchedTo.test(a)) {
+                return refuse(patchAt, "a branch or another function's entry targets 0x" + Long.toHexString(a)
+                    + ", inside the displaced bytes");
+            }
+        }
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        List<String> expected = new ArrayList<>();
+        for (Insn i : insns) {
+            long at = trampolineAt + out.size();
+            String why = relocateOne(i, at, patchAt, displaced, out);
+            if (why != null) {
+                return refuse(patchAt, why);
+            }
+            expected.add(i.mnemonic);
+        }
+        long back = trampolineAt + out.size();
+        writeBranch(out, 0xe9, -1, back, patchAt + displaced);
+        expected.add("jmp");
+        byte[] trampoline = out.toByteArray();
+        if (trampoline.length > MAX_TRAMPOLINE) {
+            return refuse(patchAt, "trampoline would be " + trampoline.length + " bytes");
+        }
+        String mismatch = verify(decoder, trampoline, trampolineAt, insns, expected, patchAt + displaced);
+        if (mismatch != null) {
+            return refuse(patchAt, "relocated code does not decode as intended: " + mismatch);
+        }
+        return new Plan(patchAt, displaced, trampoline, null);
+    }
+
+    private record Insn(long address, byte[] bytes, String mnemonic, String operands) {
+        long end() {
+            return address + bytes.length;
+        }
+    }
+
+    private static byte[] bytes(Decoder.Insn insn) {
+        byte[] b = new byte[insn.size()];
+        for (int k = 0; k < b.length; k++) {
+            b[k] = (byte) insn.byteAt(k);
+        }
+        return b;
+    }
+
+    /** Appends the relocated form of {@code i} (placed at {@code at}); returns why it cannot be moved, or null. */
+    private static String relocateOne(Insn i, long at, long patchAt, int displaced, ByteArrayOutputStream out) {
+        byte[] b = i.bytes;
+        int p = 0;
+        while (p < b.length && ((b[p] & 0xff) == 0xf2 || (b[p] & 0xff) == 0x2e || (b[p] & 0xff) == 0x3e)) {
+            p++; // bnd / branch-hint prefixes: dropped from a re-encoded branch
+        }
+        int op = b[p] & 0xff;
+        boolean rel8Jcc = op >= 0x70 && op <= 0x7f && b.length == p + 2;
+        boolean rel8Jmp = op == 0xeb && b.length == p + 2;
+        boolean rel32 = (op == 0xe8 || op == 0xe9) && b.length == p + 5
+            || op == 0x0f && p + 1 < b.length && (b[p + 1] & 0xf0) == 0x80 && b.length == p + 6;
+        if (op == 0xe0 || op == 0xe1 || op == 0xe2 || op == 0xe3) {
+            return "'" + i.mnemonic + "' at 0x" + Long.toHexString(i.address) + " has only a rel8 form";
+        }
+        if (rel8Jcc || rel8Jmp || rel32) {
+            long target = i.end() + (rel8Jcc || rel8Jmp ? b[b.length - 1]
+                : ByteBuffer.wrap(b, b.length - 4, 4).order(ByteOrder.LITTLE_ENDIAN).getInt());
+            if (target > patchAt && target < patchAt + displaced) {
+                return "branch at 0x" + Long.toHexString(i.address) + " targets the displaced bytes";
+            }
+            if (target == patchAt) {
+                return "branch at 0x" + Long.toHexString(i.address) + " loops back to the entry";
+            }
+            if (op == 0xe8) {
+                return writeBranch(out, 0xe8, -1, at, target);
+            }
+            if (op == 0xe9 || rel8Jmp) {
+                return writeBranch(out, 0xe9, -1, at, target);
+            }
+            int cc = rel8Jcc ? op & 0x0f : b[p + 1] & 0x0f;
+            return writeBranch(out, 0x0f, 0x80 | cc, at, target);
+        }
+        if (i.mnemonic.startsWith("xbegin") || i.mnemonic.startsWith("j") || i.mnemonic.startsWith("call")
+            && !i.operands.contains("[") && !i.operands.matches("r[a-z0-9]+")) {
+            return "'" + i.mnemonic + " " + i.operands + "' at 0x" + Long.toHexString(i.address)
+                + " is a relative branch hpvm cannot move";
+        }
+        Matcher m = RIP.matcher(i.operands);
+        if (m.find()) {
+            long disp = Long.decode(m.group(2)) * (m.group(1).equals("-") ? -1 : 1);
+            long target = i.end() + disp;
+            long newDisp = target - (at + b.length);
+            if (newDisp < Integer.MIN_VALUE || newDisp > Integer.MAX_VALUE) {
+                return "RIP-relative operand at 0x" + Long.toHexString(i.address) + " cannot reach 0x"
+                    + Long.toHexString(target) + " from the trampoline";
+            }
+            int field = -1;
+            for (int k = b.length - 4; k >= 1; k--) {
+                if (ByteBuffer.wrap(b, k, 4).order(ByteOrder.LITTLE_ENDIAN).getInt() == (int) disp) {
+                    if (field >= 0) {
+                        return "RIP-relative displacement at 0x" + Long.toHexString(i.address) + " is ambiguous";
+                    }
+                    field = k;
+                }
+            }
+            if (field < 0) {
+                return "RIP-relative displacement at 0x" + Long.toHexString(i.address) + " not found in its bytes";
+            }
+            byte[] moved = b.clone();
+            ByteBuffer.wrap(moved).order(ByteOrder.LITTLE_ENDIAN).putInt(field, (int) newDisp);
+            out.write(moved, 0, moved.length);
+            return null;
+        }
+        out.write(b, 0, b.length);
+        return null;
+    }
+
+    /** {@code call/jmp rel32} (op E8/E9, cc = -1) or {@code jcc rel32} (0F, 8x) at {@code at} to {@code target}. */
+    private static String writeBranch(ByteArrayOutputStream out, int op, int cc, long at, long target) {
+        int len = cc < 0 ? 5 : 6;
+        long d = target - (at + len);
+        if (d < Integer.MIN_VALUE || d > Integer.MAX_VALUE) {
+            return "branch target 0x" + Long.toHexString(target) + " is out of rel32 range of the trampoline";
+        }
+        out.write(op);
+        if (cc >= 0) {
+            out.write(cc);
+        }
+        byte[] rel = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt((int) d).array();
+        out.write(rel, 0, 4);
+        return null;
+    }
+
+    static int rel32(long from, long to) {
+        long d = to - from;
+        if (d < Integer.MIN_VALUE || d > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("0x" + Long.toHexString(to) + " is out of rel32 range of 0x"
+                + Long.toHexString(from));
+        }
+        return (int) d;
+    }
+
+    /**
+     * Decodes the trampoline back: same mnemonics in the same order (a rel8 jmp may not come back as anything but
+     * jmp), the same absolute branch and RIP-relative targets, and a final jump to {@code back}.
+     */
+    private static String verify(Decoder decoder, byte[] trampoline, long at, List<Insn> original,
+                                 List<String> expected, long back) {
+        List<String> got = new ArrayList<>();
+        List<Long> targets = new ArrayList<>();
+        long n = decoder.decode(trampoline, at, insn -> {
+            got.add(insn.mnemonic());
+            targets.add(absoluteTarget(insn.address() + insn.size(), insn.operands()));
+            return true;
+        });
+        if (n != trampoline.length) {
+            return "trampoline does not decode to its end";
+        }
+        if (!got.equals(expected)) {
+            return "expected " + expected + ", decoded " + got;
+        }
+        for (int k = 0; k < original.size(); k++) {
+            Insn o = original.get(k);
+            Long want = absoluteTarget(o.end(), o.operands);
+            if (want != null && !want.equals(targets.get(k))) {
+                return o.mnemonic + " at 0x" + Long.toHexString(o.address) + " targets 0x" + Long.toHexString(want)
+                    + " but its copy targets " + (targets.get(k) == null ? "nothing" : "0x"
+                    + Long.toHexString(targets.get(k)));
+            }
+        }
+        Long last = targets.get(targets.size() - 1);
+        return last != null && last == back ? null : "the jump back does not reach 0x" + Long.toHexString(back);
+    }
+
+    /** The absolute address a direct branch or a RIP-relative operand refers to, or null. */
+    private static Long absoluteTarget(long next, String operands) {
+        if (operands.matches("0x[0-9a-f]+")) {
+            return Long.parseUnsignedLong(operands.substring(2), 16);
+        }
+        Matcher m = RIP.matcher(operands);
+        if (m.find()) {
+            return next + Long.decode(m.group(2)) * (m.group(1).equals("-") ? -1 : 1);
+        }
+        return null;
+    }
+}

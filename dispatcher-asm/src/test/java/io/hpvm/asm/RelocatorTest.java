@@ -1,0 +1,150 @@
+package io.hpvm.asm;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The relocator on annotated byte arrays, with the trampoline placed below the function as hpvm places it, so
+ * rel32 values are realistic.
+ */
+class RelocatorTest {
+
+    static final long ENTRY = 0x5555_5555_1000L;
+    static final long TRAMP = 0x5555_5500_0000L;
+    static Decoder decoder;
+
+    @BeforeAll
+    static void open() {
+        decoder = new Decoder();
+    }
+
+    @AfterAll
+    static void close() {
+        decoder.close();
+    }
+
+    static byte[] b(int... v) {
+        byte[] out = new byte[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = (byte) v[i];
+        }
+        return out;
+    }
+
+    static int rel32(byte[] code, int at) {
+        return ByteBuffer.wrap(code, at, 4).order(ByteOrder.LITTLE_ENDIAN).getInt();
+    }
+
+    static Relocator.Plan plan(byte[] code) {
+        return Relocator.plan(decoder, code, ENTRY, TRAMP, a -> false);
+    }
+
+    @Test
+    void prologueIsCopiedAndFollowedByAJumpBack() {
+        byte[] code = b(
+            0x55,                   // push rbp
+            0x48, 0x89, 0xe5,       // mov rbp, rsp
+            0x48, 0x83, 0xec, 0x10, // sub rsp, 0x10
+            0x31, 0xc0,             // xor eax, eax
+            0xc9, 0xc3);            // leave; ret
+        Relocator.Plan p = plan(code);
+        assertTrue(p.isValid(), p.refusal());
+        assertEquals(ENTRY, p.patchAt());
+        assertEquals(8, p.displaced());
+        byte[] t = p.trampoline();
+        assertArrayEquals(Arrays.copyOf(code, 8), Arrays.copyOf(t, 8), "copied as is");
+        assertEquals(0xe9, t[8] & 0xff);
+        assertEquals(ENTRY + 8, TRAMP + 13 + rel32(t, 9), "jmp back after the displaced bytes");
+        byte[] patch = p.entryPatch(0x5555_5500_1000L);
+        assertEquals(0xe9, patch[0] & 0xff);
+        assertEquals(0x5555_5500_1000L, ENTRY + 5 + rel32(patch, 1));
+        assertArrayEquals(b(0xcc, 0xcc, 0xcc), Arrays.copyOfRange(patch, 5, 8), "the rest of the displaced bytes");
+    }
+
+    @Test
+    void endbr64StaysAndTheJumpGoesAfterIt() {
+        byte[] code = b(
+            0xf3, 0x0f, 0x1e, 0xfa, // endbr64
+            0x41, 0x54,             // push r12
+            0x55,                   // push rbp
+            0x53,                   // push rbx
+            0x48, 0x89, 0xfb,       // mov rbx, rdi
+            0xc3);
+        Relocator.Plan p = plan(code);
+        assertTrue(p.isValid(), p.refusal());
+        assertEquals(ENTRY + 4, p.patchAt());
+        assertEquals(7, p.displaced());
+        assertArrayEquals(Arrays.copyOfRange(code, 4, 11), Arrays.copyOf(p.trampoline(), 7));
+    }
+
+    @Test
+    void ripRelativeOperandKeepsItsTarget() {
+        byte[] code = b(
+            0x8b, 0x05, 0x00, 0x20, 0x00, 0x00, // mov eax, dword ptr [rip + 0x2000]
+            0xc3);
+        Relocator.Plan p = plan(code);
+        assertTrue(p.isValid(), p.refusal());
+        byte[] t = p.trampoline();
+        assertEquals(0x8b, t[0] & 0xff);
+        assertEquals(0x05, t[1] & 0xff);
+        assertEquals(ENTRY + 6 + 0x2000, TRAMP + 6 + rel32(t, 2), "same absolute address from the trampoline");
+    }
+
+    @Test
+    void conditionalRel8BecomesRel32ToTheSameTarget() {
+        byte[] code = b(
+            0x85, 0xff,             // test edi, edi
+            0x74, 0x10,             // je +0x10 (to ENTRY + 0x14)
+            0x8d, 0x47, 0x01,       // lea eax, [rdi + 1]
+            0xc3);
+        Relocator.Plan p = plan(code);
+        assertTrue(p.isValid(), p.refusal());
+        byte[] t = p.trampoline();
+        assertArrayEquals(b(0x85, 0xff), Arrays.copyOf(t, 2));
+        assertEquals(0x0f, t[2] & 0xff);
+        assertEquals(0x84, t[3] & 0xff, "je rel32");
+        assertEquals(ENTRY + 0x14, TRAMP + 8 + rel32(t, 4));
+        assertArrayEquals(b(0x8d, 0x47, 0x01), Arrays.copyOfRange(t, 8, 11));
+    }
+
+    @Test
+    void callRel32IsRetargeted() {
+        byte[] code = b(0xe8, 0x00, 0x01, 0x00, 0x00, 0xc3); // call ENTRY+5+0x100; ret
+        Relocator.Plan p = plan(code);
+        assertTrue(p.isValid(), p.refusal());
+        assertEquals(0xe8, p.trampoline()[0] & 0xff);
+        assertEquals(ENTRY + 5 + 0x100, TRAMP + 5 + rel32(p.trampoline(), 1));
+    }
+
+    @Test
+    void tooShortFunctionIsRefused() {
+        Relocator.Plan p = plan(b(0x31, 0xc0, 0xc3)); // xor eax, eax; ret
+        assertTrue(!p.isValid());
+        assertTrue(p.refusal().contains("shorter than the 5-byte jump"), p.refusal());
+        Relocator.Plan q = plan(b(0x31, 0xc0, 0xc3, 0x0f, 0x1f, 0x40, 0x00)); // ...; ret; nop padding
+        assertTrue(q.refusal().contains("function ends (ret"), q.refusal());
+    }
+
+    @Test
+    void branchIntoDisplacedBytesIsRefused() {
+        byte[] code = b(0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10, 0xc3);
+        Relocator.Plan p = Relocator.plan(decoder, code, ENTRY, TRAMP, a -> a == ENTRY + 1);
+        assertTrue(p.refusal().contains("targets 0x" + Long.toHexString(ENTRY + 1)), p.refusal());
+    }
+
+    @Test
+    void loopIsRefused() {
+        byte[] code = b(0xe2, 0xfe, 0x90, 0x90, 0x90, 0xc3); // loop .; nops; ret
+        Relocator.Plan p = plan(code);
+        assertTrue(p.refusal().contains("only a rel8 form"), p.refusal());
+    }
+}

@@ -1,0 +1,119 @@
+package io.hpvm.runtime;
+
+import io.hpvm.testing.Gcc;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Calls that no call site rewriting can see: through a function-pointer table, as a qsort comparator, as a
+ * pthread_create start routine, and through a short (rel8) tail jump. With the entry redirected to the stub, one
+ * swap changes what all four run.
+ */
+class EntryRedirectionTest {
+
+    static final String WORKER = """
+        #include <pthread.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+        long hits[2];                       /* hits[1] counts calls of the new version */
+        static long thread_arg;
+        __attribute__((noinline)) static long f(const void *a, const void *b) {
+            hits[0]++;
+            if (a == &thread_arg) return 0;
+            long x = *(const long *) a, y = *(const long *) b;
+            return (x > y) - (x < y);
+        }
+        __attribute__((noinline)) long tail(const void *a, const void *b) { return f(a, b); }
+        long (*table[1])(const void *, const void *) = { f };
+        static const char *which(long before) { return hits[1] != before ? "v1" : "v0"; }
+        int main(void) {
+            setvbuf(stdout, NULL, _IOLBF, 0);
+            long x = 1, y = 2, arr[8];
+            for (long i = 0; ; i++) {
+                long before = hits[1];
+                table[0](&x, &y);
+                printf("%ld table %s", i, which(before));
+                before = hits[1];
+                for (int k = 0; k < 8; k++) arr[k] = (k * 5) % 8;
+                qsort(arr, 8, sizeof arr[0], (int (*)(const void *, const void *)) f);
+                printf(" qsort %s", which(before));
+                before = hits[1];
+                pthread_t t;
+                pthread_create(&t, NULL, (void *(*)(void *)) f, &thread_arg);
+                pthread_join(t, NULL);
+                printf(" thread %s", which(before));
+                before = hits[1];
+                tail(&x, &y);
+                printf(" tail %s\\n", which(before));
+                usleep(20000);
+            }
+        }
+        """;
+
+    static final String PATCH = """
+        long hits[2];
+        static long thread_arg;
+        long f(const void *a, const void *b) {
+            hits[1]++;
+            if (a == &thread_arg) return 0;
+            long x = *(const long *) a, y = *(const long *) b;
+            return (x > y) - (x < y);
+        }
+        """;
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void oneSwapReachesPointerCallsCallbacksThreadsAndShortTailJumps() {
+        Path exe = Gcc.executable(dir, "paths", WORKER, "-O2", "-pthread");
+        String dis = Gcc.tool("objdump", "-d", "-w", exe.toString());
+        assertTrue(dis.matches("(?s).*<tail>:\\n[^<]*\\beb [0-9a-f]{2}\\s+jmp\\s+[0-9a-f]+ <f>.*"),
+            "precondition: tail() reaches f with a 2-byte jmp rel8:\n" + dis.replaceAll("(?s).*(<tail>:.{0,300}).*",
+                "$1"));
+        Path patch = Gcc.object(dir, "paths_fix", PATCH, "-O2");
+        Path sessions = dir.resolve("sessions");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            assertEquals(List.of("table v0 qsort v0 thread v0 tail v0"), tails(w.awaitLines(w.mark(), 1,
+                Duration.ofSeconds(20))));
+            Hpvm.Result ls = Hpvm.cmd(sessions, "ls");
+            assertTrue(ls.out().matches("(?s).*\\nf\\s+v0\\s+0x[0-9a-f]+\\s+\\d+\\s+entry \\+ call sites.*"),
+                ls.toString());
+            Hpvm.Result r = Hpvm.cmd(sessions, "swap", "f", patch.toString());
+            assertEquals(0, r.code(), r.toString());
+            int mark = w.mark();
+            List<String> after = w.awaitLines(mark + 1, 3, Duration.ofSeconds(20));
+            for (String line : tails(after)) {
+                assertEquals("table v1 qsort v1 thread v1 tail v1", line, "every path runs the new version\n" + w);
+            }
+            assertEquals(0, Hpvm.cmd(sessions, "rollback", "f").code());
+            mark = w.mark();
+            for (String line : tails(w.awaitLines(mark + 1, 3, Duration.ofSeconds(20)))) {
+                assertEquals("table v0 qsort v0 thread v0 tail v0", line, "version 0 runs through the trampoline");
+            }
+        }
+    }
+
+    @Test
+    void entryRedirectionCanBeTurnedOff() {
+        Path exe = Gcc.executable(dir, "paths_off", WORKER, "-O2", "-pthread");
+        Path sessions = dir.resolve("sessions_off");
+        try (TestWorker w = TestWorker.start(sessions, List.of("--no-entry-redirect"), exe)) {
+            assertTrue(w.stderr().contains(", 0 entries redirected"), w.stderr());
+            Hpvm.Result ls = Hpvm.cmd(sessions, "ls");
+            assertTrue(ls.out().contains("entry redirection off"), ls.toString());
+        }
+    }
+
+    private static List<String> tails(List<String> lines) {
+        return lines.stream().map(l -> l.substring(l.indexOf(' ') + 1)).toList();
+    }
+}
