@@ -110,8 +110,9 @@ public final class SessionDir {
     }
 
     /**
-     * Every process that maps this session's slot table: the worker and the children it forked (they inherit the
-     * shared mappings, so one swap patches them all). A child that called exec no longer maps it.
+     * Every process that maps this session's slot table read-only: the worker and the children it forked (they
+     * inherit the shared mappings, so one swap patches them all). A child that called exec no longer maps it; hpvm's
+     * own processes map it read-write and are not counted.
      */
     public List<Integer> processes() {
         List<Integer> out = new ArrayList<>();
@@ -123,7 +124,7 @@ public final class SessionDir {
                     continue;
                 }
                 try (Stream<String> lines = Files.lines(p.resolve("maps"))) {
-                    if (lines.anyMatch(l -> l.endsWith(slots))) {
+                    if (lines.anyMatch(l -> l.endsWith(slots) && l.split("\\s+", 3)[1].startsWith("r-"))) {
                         out.add(Integer.parseInt(name));
                     }
                 } catch (IOException | RuntimeException ignored) {
