@@ -72,14 +72,22 @@ class EntryRedirectionTest {
     @TempDir
     Path dir;
 
-    @Test
-    void oneSwapReachesPointerCallsCallbacksThreadsAndShortTailJumps() {
-        Path exe = Gcc.executable(dir, "paths", WORKER, "-O2", "-pthread");
+    /** Plain -O2, and CET-enabled code (every entry starts with endbr64: the jump goes after it). */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"-O2", "-O2 -fcf-protection=full"})
+    void oneSwapReachesPointerCallsCallbacksThreadsAndShortTailJumps(String flags) {
+        List<String> f = new java.util.ArrayList<>(List.of(flags.split(" ")));
+        f.add("-pthread");
+        Path exe = Gcc.executable(dir, "paths", WORKER, f.toArray(new String[0]));
+        if (flags.contains("cf-protection")) {
+            assertTrue(Gcc.tool("objdump", "-d", exe.toString()).matches("(?s).*<f>:\\n\\s+[0-9a-f]+:\\s+f3 0f 1e "
+                + "fa\\s+endbr64.*"), "precondition: f starts with endbr64");
+        }
         String dis = Gcc.tool("objdump", "-d", "-w", exe.toString());
         assertTrue(dis.matches("(?s).*<tail>:\\n[^<]*\\beb [0-9a-f]{2}\\s+jmp\\s+[0-9a-f]+ <f>.*"),
             "precondition: tail() reaches f with a 2-byte jmp rel8:\n" + dis.replaceAll("(?s).*(<tail>:.{0,300}).*",
                 "$1"));
-        Path patch = Gcc.object(dir, "paths_fix", PATCH, "-O2");
+        Path patch = Gcc.object(dir, "paths_fix", PATCH, flags.split(" "));
         Path sessions = dir.resolve("sessions");
         try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
             assertEquals(List.of("table v0 qsort v0 thread v0 tail v0"), tails(w.awaitLines(w.mark(), 1,
@@ -99,6 +107,31 @@ class EntryRedirectionTest {
             for (String line : tails(w.awaitLines(mark + 1, 3, Duration.ofSeconds(20)))) {
                 assertEquals("table v0 qsort v0 thread v0 tail v0", line, "version 0 runs through the trampoline");
             }
+        }
+    }
+
+    /** A stripped executable: only what it exports (.dynsym) is patchable; calls through pointers are routed. */
+    @Test
+    void strippedExecutableExportsArePatchable() {
+        Path exe = Gcc.executable(dir, "stripped", """
+            #include <stdio.h>
+            #include <unistd.h>
+            __attribute__((noinline)) long compute(long x) { return x * 2; }
+            long (*volatile fp)(long) = compute;
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { printf("%ld %ld\\n", i, fp(i)); usleep(20000); }
+            }
+            """, "-O2", "-rdynamic");
+        Gcc.tool("strip", "--strip-all", exe.toString());
+        assertTrue(!Gcc.tool("readelf", "-S", exe.toString()).contains(".symtab"), "precondition: no .symtab");
+        Path patch = Gcc.object(dir, "stripped_fix", "long compute(long x) { return x * 3; }\n", "-O2");
+        Path sessions = dir.resolve("sessions_stripped");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "before");
+            Hpvm.Result r = Hpvm.cmd(sessions, "swap", "compute", patch.toString());
+            assertEquals(0, r.code(), r.toString());
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "after, through the function pointer");
         }
     }
 
