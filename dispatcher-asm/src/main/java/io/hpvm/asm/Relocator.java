@@ -66,14 +66,26 @@ public final class Relocator {
      *                   function's entry: none may fall inside the displaced bytes (except the jump's own start)
      */
     public static Plan plan(Decoder decoder, byte[] code, long entry, long trampolineAt, LongPredicate branchedTo) {
+        return plan(decoder, code, entry, trampolineAt, branchedTo, 0);
+    }
+
+    /**
+     * As {@link #plan(Decoder, byte[], long, long, LongPredicate)}, for a function followed by {@code padding} bytes
+     * of alignment filler that nothing reaches: a function shorter than the jump is then moved whole into its
+     * trampoline, and the jump at its entry reaches into the padding.
+     */
+    public static Plan plan(Decoder decoder, byte[] code, long entry, long trampolineAt, LongPredicate branchedTo,
+                            int padding) {
         int start = 0;
         if (code.length >= 4 && (code[0] & 0xff) == 0xf3 && (code[1] & 0xff) == 0x0f && (code[2] & 0xff) == 0x1e
             && (code[3] & 0xff) == 0xfa) {
             start = 4; // endbr64 stays: indirect branches must still land on it
         }
         long patchAt = entry + start;
-        if (code.length - start < JUMP_SIZE) {
-            return refuse(patchAt, "function is " + code.length + " bytes, shorter than the 5-byte jump");
+        boolean whole = code.length - start < JUMP_SIZE;
+        if (whole && code.length - start + padding < JUMP_SIZE) {
+            return refuse(patchAt, "function is " + code.length + " bytes, shorter than the 5-byte jump"
+                + (padding > 0 ? " even with the " + padding + " bytes of padding after it" : ""));
         }
         List<Insn> insns = new ArrayList<>();
         int[] covered = {0};
@@ -83,7 +95,7 @@ public final class Relocator {
             Insn i = new Insn(insn.address(), bytes(insn), insn.mnemonic(), insn.operands());
             insns.add(i);
             covered[0] += i.bytes.length;
-            if (covered[0] < JUMP_SIZE && (i.mnemonic.equals("ret") || i.mnemonic.equals("jmp")
+            if (!whole && covered[0] < JUMP_SIZE && (i.mnemonic.equals("ret") || i.mnemonic.equals("jmp")
                 || i.mnemonic.startsWith("ud"))) {
                 stop[0] = "function ends (" + i.mnemonic + " at 0x" + Long.toHexString(i.address) + ") within the "
                     + "first 5 bytes";
@@ -94,10 +106,11 @@ public final class Relocator {
         if (stop[0] != null) {
             return refuse(patchAt, stop[0]);
         }
-        if (covered[0] < JUMP_SIZE) {
+        if (whole ? covered[0] != code.length - start : covered[0] < JUMP_SIZE) {
             return refuse(patchAt, "the first bytes at 0x" + Long.toHexString(patchAt) + " do not decode");
         }
-        int displaced = covered[0];
+        // A whole short function: the jump covers it and part of the padding; the trampoline holds all of it.
+        int displaced = whole ? JUMP_SIZE : covered[0];
         for (long a = patchAt + 1; a < patchAt + displaced; a++) {
             if (branchedTo.test(a)) {
                 return refuse(patchAt, "a branch or another function's entry targets 0x" + Long.toHexString(a)
@@ -115,13 +128,14 @@ public final class Relocator {
             expected.add(i.mnemonic);
         }
         long back = trampolineAt + out.size();
-        writeBranch(out, 0xe9, -1, back, patchAt + displaced);
+        // After a whole short function this jump is only reached if it fell through into its padding: harmless.
+        writeBranch(out, 0xe9, -1, back, patchAt + covered[0]);
         expected.add("jmp");
         byte[] trampoline = out.toByteArray();
         if (trampoline.length > MAX_TRAMPOLINE) {
             return refuse(patchAt, "trampoline would be " + trampoline.length + " bytes");
         }
-        String mismatch = verify(decoder, trampoline, trampolineAt, insns, expected, patchAt + displaced);
+        String mismatch = verify(decoder, trampoline, trampolineAt, insns, expected, patchAt + covered[0]);
         if (mismatch != null) {
             return refuse(patchAt, "relocated code does not decode as intended: " + mismatch);
         }

@@ -135,6 +135,17 @@ class RelocatorTest {
     }
 
     @Test
+    void shortFunctionMovesWholeWhenPaddingFollows() {
+        byte[] code = b(0x31, 0xc0, 0xc3); // xor eax, eax; ret  (followed by alignment padding)
+        Relocator.Plan p = Relocator.plan(decoder, code, ENTRY, TRAMP, a -> false, 13);
+        assertTrue(p.isValid(), p.refusal());
+        assertEquals(5, p.displaced(), "the jump reaches 2 bytes into the padding");
+        assertArrayEquals(b(0x31, 0xc0, 0xc3), Arrays.copyOf(p.trampoline(), 3), "the whole function");
+        Relocator.Plan q = Relocator.plan(decoder, code, ENTRY, TRAMP, a -> false, 1);
+        assertTrue(q.refusal().contains("even with the 1 bytes of padding"), q.refusal());
+    }
+
+    @Test
     void branchIntoDisplacedBytesIsRefused() {
         byte[] code = b(0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10, 0xc3);
         Relocator.Plan p = Relocator.plan(decoder, code, ENTRY, TRAMP, a -> a == ENTRY + 1);

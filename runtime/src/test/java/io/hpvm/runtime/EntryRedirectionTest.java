@@ -135,6 +135,34 @@ class EntryRedirectionTest {
         }
     }
 
+    /** A 3-byte function (xor eax, eax; ret) moves whole into its trampoline; the jump reaches into its padding. */
+    @Test
+    void functionShorterThanTheJumpUsesItsPadding() {
+        Path exe = Gcc.executable(dir, "tiny", """
+            #include <stdio.h>
+            #include <unistd.h>
+            __attribute__((noinline)) long zero(void) { return 0; }
+            __attribute__((noinline)) long next(long x) { return x + fprintf(stderr, "%s", ""); }
+            long (*volatile fp)(void) = zero;
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { printf("%ld %ld\\n", i, fp() + next(2 * i)); usleep(20000); }
+            }
+            """, "-O2");
+        String dis = Gcc.tool("objdump", "-d", "-w", exe.toString());
+        assertTrue(dis.matches("(?s).*<zero>:\\n\\s+[0-9a-f]+:\\s+31 c0\\s+xor.*\\n\\s+[0-9a-f]+:\\s+c3\\s+ret.*"),
+            "precondition: zero() is xor eax, eax; ret");
+        Path patch = Gcc.object(dir, "tiny_fix", "long zero(void) { return 1000; }\n", "-O2");
+        Path sessions = dir.resolve("sessions_tiny");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            Hpvm.Result ls = Hpvm.cmd(sessions, "ls");
+            assertTrue(ls.out().matches("(?s).*\\nzero\\s+v0\\s+0x[0-9a-f]+\\s+0\\s+entry \\+ call sites.*"), ls.out());
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> 2 * i, "before");
+            assertEquals(0, Hpvm.cmd(sessions, "swap", "zero", patch.toString()).code());
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> 2 * i + 1000, "after");
+        }
+    }
+
     @Test
     void entryRedirectionCanBeTurnedOff() {
         Path exe = Gcc.executable(dir, "paths_off", WORKER, "-O2", "-pthread");

@@ -247,8 +247,10 @@ public final class Supervisor {
                                  List<PatchableFunctions.Function> functions, Setup s, Map<Long, byte[]> texts)
         throws SystemException {
         java.util.Set<Long> forbidden = new java.util.HashSet<>(s.branchTargets);
+        java.util.TreeSet<Long> starts = new java.util.TreeSet<>();
         for (long[] r : PatchableFunctions.codeRanges(image, s.bias)) {
             forbidden.add(r[0]);
+            starts.add(r[0]);
         }
         try (Decoder decoder = new Decoder()) {
             for (int i = 0; i < functions.size(); i++) {
@@ -260,7 +262,9 @@ public final class Supervisor {
                     continue;
                 }
                 long trampoline = s.trampolines + (long) i * Relocator.MAX_TRAMPOLINE;
-                Relocator.Plan plan = Relocator.plan(decoder, body, entry, trampoline, forbidden::contains);
+                int padding = body.length < Relocator.JUMP_SIZE + 4
+                    ? unusedPadding(decoder, texts, entry + f.size(), starts, forbidden) : 0;
+                Relocator.Plan plan = Relocator.plan(decoder, body, entry, trampoline, forbidden::contains, padding);
                 if (!plan.isValid()) {
                     s.entryNotes.put(i, plan.refusal());
                     continue;
@@ -271,6 +275,34 @@ public final class Supervisor {
                 s.trampolineOf.put(i, trampoline);
             }
         }
+    }
+
+    /**
+     * Bytes of alignment filler after a function (up to the next function, at most 16) that are provably unused:
+     * they decode as nop or int3 and no branch lands on them.
+     */
+    private static int unusedPadding(Decoder decoder, Map<Long, byte[]> texts, long from,
+                                     java.util.TreeSet<Long> starts, java.util.Set<Long> forbidden) {
+        Long next = starts.higher(from - 1);
+        long end = Math.min(from + 16, next == null ? from + 16 : next);
+        byte[] gap = end > from ? bytesOf(texts, from, end - from) : null;
+        if (gap == null) {
+            return 0;
+        }
+        int[] ok = {0};
+        decoder.decode(gap, from, insn -> {
+            String m = insn.mnemonic();
+            boolean filler = m.equals("nop") || m.equals("int3")
+                || m.equals("xchg") && insn.operands().equals("ax, ax"); // 66 90, the 2-byte nop
+            for (long a = insn.address(); filler && a < insn.address() + insn.size(); a++) {
+                filler = !forbidden.contains(a);
+            }
+            if (filler) {
+                ok[0] += insn.size();
+            }
+            return filler;
+        });
+        return ok[0];
     }
 
     private static byte[] bytesOf(Map<Long, byte[]> texts, long address, long size) {
