@@ -152,6 +152,7 @@ public final class Decoder implements AutoCloseable {
         for (String name : new String[] {"capstone", "libcapstone.so.4"}) {
             try {
                 CapstoneNative l = Native.load(name, CapstoneNative.class);
+                CapstoneDirect.register(com.sun.jna.NativeLibrary.getInstance(name));
                 IntByReference major = new IntByReference();
                 IntByReference minor = new IntByReference();
                 l.cs_version(major, minor);
@@ -194,17 +195,18 @@ public final class Decoder implements AutoCloseable {
      * the sink stopped
      */
     public long decode(Pointer code, long length, long address, Sink sink) {
-        CapstoneNative cs = library();
+        library();
         Insn insn = new Insn();
         insn.owner = this;
         long done = 0;
-        PointerByReference out = new PointerByReference();
+        long base = Pointer.nativeValue(code);
+        long[] out = new long[1];
         while (done < length) {
-            long count = cs.cs_disasm(handle, code.share(done), length - done, address + done, BATCH, out);
+            long count = CapstoneDirect.cs_disasm(handle, base + done, length - done, address + done, BATCH, out);
             if (count <= 0) {
                 return done;
             }
-            Pointer p = out.getValue();
+            Pointer p = new Pointer(out[0]);
             try {
                 insn.buf = p.getByteBuffer(0, count * INSN_SIZE).order(ByteOrder.LITTLE_ENDIAN);
                 for (int i = 0; i < count; i++) {
@@ -217,7 +219,7 @@ public final class Decoder implements AutoCloseable {
                     done += size;
                 }
             } finally {
-                cs.cs_free(p, count);
+                CapstoneDirect.cs_free(out[0], count);
             }
         }
         return done;

@@ -141,7 +141,16 @@ public final class Supervisor {
         int callSites;
         long bytesScanned;
         long trampolines;
-        java.util.Set<Long> branchTargets = new java.util.HashSet<>();
+        /** Every direct branch target in the program (millions in a large one: kept unboxed). */
+        long[] branchTargets = new long[1 << 16];
+        int branchTargetCount;
+
+        void addBranchTarget(long target) {
+            if (branchTargetCount == branchTargets.length) {
+                branchTargets = java.util.Arrays.copyOf(branchTargets, branchTargetCount * 2);
+            }
+            branchTargets[branchTargetCount++] = target;
+        }
         Map<Integer, Long> trampolineOf = new HashMap<>();
         Map<Integer, String> entryNotes = new HashMap<>();
         long startTime;
@@ -219,7 +228,7 @@ public final class Supervisor {
                 texts.put(start, text);
                 timings.mark("rewrite");
                 CallSiteScanner.Result r = CallSiteScanner.scan(decoder, text, start, ranges,
-                    slotOfEntry::containsKey, s.branchTargets::add);
+                    slotOfEntry::containsKey, s::addBranchTarget);
                 s.bytesScanned += r.bytesScanned();
                 timings.mark("decode");
                 ByteBuffer rel = ByteBuffer.wrap(text).order(ByteOrder.LITTLE_ENDIAN);
@@ -246,12 +255,14 @@ public final class Supervisor {
     private void redirectEntries(ProcessMemory mem, CodeRegion code, SlotTable slots, ElfImage image,
                                  List<PatchableFunctions.Function> functions, Setup s, Map<Long, byte[]> texts)
         throws SystemException {
-        java.util.Set<Long> forbidden = new java.util.HashSet<>(s.branchTargets);
         java.util.TreeSet<Long> starts = new java.util.TreeSet<>();
         for (long[] r : PatchableFunctions.codeRanges(image, s.bias)) {
-            forbidden.add(r[0]);
+            s.addBranchTarget(r[0]);
             starts.add(r[0]);
         }
+        long[] sorted = java.util.Arrays.copyOf(s.branchTargets, s.branchTargetCount);
+        java.util.Arrays.sort(sorted);
+        java.util.function.LongPredicate forbidden = a -> java.util.Arrays.binarySearch(sorted, a) >= 0;
         try (Decoder decoder = new Decoder()) {
             for (int i = 0; i < functions.size(); i++) {
                 PatchableFunctions.Function f = functions.get(i);
@@ -264,7 +275,7 @@ public final class Supervisor {
                 long trampoline = s.trampolines + (long) i * Relocator.MAX_TRAMPOLINE;
                 int padding = body.length < Relocator.JUMP_SIZE + 4
                     ? unusedPadding(decoder, texts, entry + f.size(), starts, forbidden) : 0;
-                Relocator.Plan plan = Relocator.plan(decoder, body, entry, trampoline, forbidden::contains, padding);
+                Relocator.Plan plan = Relocator.plan(decoder, body, entry, trampoline, forbidden, padding);
                 if (!plan.isValid()) {
                     s.entryNotes.put(i, plan.refusal());
                     continue;
@@ -282,7 +293,7 @@ public final class Supervisor {
      * they decode as nop or int3 and no branch lands on them.
      */
     private static int unusedPadding(Decoder decoder, Map<Long, byte[]> texts, long from,
-                                     java.util.TreeSet<Long> starts, java.util.Set<Long> forbidden) {
+                                     java.util.TreeSet<Long> starts, java.util.function.LongPredicate forbidden) {
         Long next = starts.higher(from - 1);
         long end = Math.min(from + 16, next == null ? from + 16 : next);
         byte[] gap = end > from ? bytesOf(texts, from, end - from) : null;
@@ -295,7 +306,7 @@ public final class Supervisor {
             boolean filler = m.equals("nop") || m.equals("int3")
                 || m.equals("xchg") && insn.operands().equals("ax, ax"); // 66 90, the 2-byte nop
             for (long a = insn.address(); filler && a < insn.address() + insn.size(); a++) {
-                filler = !forbidden.contains(a);
+                filler = !forbidden.test(a);
             }
             if (filler) {
                 ok[0] += insn.size();
