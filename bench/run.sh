@@ -8,7 +8,5 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 hpvm_need
 echo "== building hpvm and the bench" >&2
-log=$(mktemp)
-mvn -B -ntp -q -Dstyle.color=never -DskipTests install > "$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
-rm -f "$log"
+hpvm_build
 exec java -jar bench/target/hpvm-bench.jar "$@"

@@ -6,9 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 hpvm_need
 echo "== building hpvm" >&2
-log=$(mktemp)
-mvn -B -ntp -q -Dstyle.color=never -DskipTests install > "$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
-rm -f "$log"
+hpvm_build
 build=examples/build
 mkdir -p "$build"
 gcc -O2 -o "$build/counter" examples/counter.c

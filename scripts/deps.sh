@@ -1,4 +1,4 @@
-# Sourced by demo.sh and test.sh: checks (and, as root, installs) what hpvm needs on Debian 12 besides the JDK,
+# Sourced by demo.sh, test.sh and bench/run.sh: checks (and, as root, installs) what hpvm needs on Debian 12 besides the JDK,
 # Maven and gcc. Never installs silently as a non-root user: prints the exact command instead.
 hpvm_need() {
   local missing=()
@@ -19,4 +19,12 @@ hpvm_need() {
       return 1
     fi
   fi
+}
+
+# Builds every module quietly (no tests); shows Maven's output only when the build fails.
+hpvm_build() {
+  local log
+  log=$(mktemp)
+  mvn -B -ntp -q -Dstyle.color=never -DskipTests install > "$log" 2>&1 || { cat "$log"; rm -f "$log"; return 1; }
+  rm -f "$log"
 }
