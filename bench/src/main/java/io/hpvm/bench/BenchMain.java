@@ -457,7 +457,9 @@ public final class BenchMain {
         programs.add(new String[] {"examples/counter (small)", nativeDir.resolve("counter").toString(), "1"});
         programs.add(new String[] {"counter -static (libc inside)", nativeDir.resolve("counter_static").toString(),
             "1"});
-        programs.add(new String[] {"python3.11 (exported functions only)", "/usr/bin/python3.11", "-c", "pass"});
+        if (Files.isExecutable(Path.of("/usr/bin/python3.11"))) {
+            programs.add(new String[] {"python3.11 (exported functions only)", "/usr/bin/python3.11", "-c", "pass"});
+        }
         Path cc1 = Path.of("/usr/lib/gcc/x86_64-linux-gnu/12/cc1");
         if (Files.isExecutable(cc1)) {
             programs.add(new String[] {"gcc's cc1 (large, with symbols)", cc1.toString(), "--version"});
@@ -543,6 +545,10 @@ public final class BenchMain {
         report.row("5. memory", "supervisor resident size: " + what, rss / 1024 + " MiB", "", null,
             "VmRSS of the `hpvm run` JVM while the worker runs");
         // A large session: python3.11 with its exported functions.
+        if (!Files.isExecutable(Path.of("/usr/bin/python3.11"))) {
+            report.row("5. memory", "shared regions per function", "n/a", "", null, "/usr/bin/python3.11 is missing");
+            return;
+        }
         try (Child c = new Child(List.of(hpvm.toString(), "run", "/usr/bin/python3.11", "-c",
             "import time; time.sleep(30)"), env, root)) {
             int py = waitReady(c);
