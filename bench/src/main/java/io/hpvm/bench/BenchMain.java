@@ -397,9 +397,9 @@ public final class BenchMain {
                 int code = c.waitFor(60_000);
                 ms.add((System.nanoTime() - t0) / 1e6);
                 if (code != 0) {
-                    throw new IllegalStateException("hpvm swap failed: " + c.err);
+                    throw new IllegalStateException("hpvm swap failed: " + c.err.all());
                 }
-                for (String l : c.out) {
+                for (String l : c.out.all()) {
                     if (l.trim().startsWith("timings:")) {
                         timings = l.trim().substring("timings:".length()).trim();
                     }

@@ -1,13 +1,11 @@
 package io.hpvm.bench;
 
-import java.io.BufferedReader;
+import io.hpvm.testing.Lines;
+
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -17,8 +15,8 @@ import java.util.function.Predicate;
 final class Child implements AutoCloseable {
 
     final Process process;
-    final List<String> out = new ArrayList<>();
-    final List<String> err = new ArrayList<>();
+    final Lines out;
+    final Lines err;
     private final OutputStream in;
 
     Child(List<String> cmd, Map<String, String> env, Path dir) {
@@ -33,56 +31,21 @@ final class Child implements AutoCloseable {
             throw new IllegalStateException("cannot start " + cmd + ": " + e.getMessage(), e);
         }
         in = process.getOutputStream();
-        collect(process.getInputStream(), out);
-        collect(process.getErrorStream(), err);
+        out = Lines.of(process.getInputStream());
+        err = Lines.of(process.getErrorStream());
     }
 
-    private static void collect(InputStream s, List<String> sink) {
-        Thread t = new Thread(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(s, StandardCharsets.UTF_8))) {
-                String line;
-                while ((line = r.readLine()) != null) {
-                    synchronized (sink) {
-                        sink.add(line);
-                        sink.notifyAll();
-                    }
-                }
-            } catch (IOException ignored) {
-                // ended
-            }
-        });
-        t.setDaemon(true);
-        t.start();
-    }
-
-    /** Waits for a line matching {@code p} at index >= {@code from} of {@code sink}. */
-    static String await(List<String> sink, int from, Predicate<String> p, long timeoutMs) {
-        long deadline = System.currentTimeMillis() + timeoutMs;
-        synchronized (sink) {
-            int i = from;
-            while (true) {
-                for (; i < sink.size(); i++) {
-                    if (p.test(sink.get(i))) {
-                        return sink.get(i);
-                    }
-                }
-                long left = deadline - System.currentTimeMillis();
-                if (left <= 0) {
-                    throw new IllegalStateException("timed out waiting for output; got: " + sink);
-                }
-                try {
-                    sink.wait(left);
-                } catch (InterruptedException e) {
-                    throw new IllegalStateException(e);
-                }
-            }
+    /** Waits for a line matching {@code p} at index >= {@code from} of {@code lines}. */
+    static String await(Lines lines, int from, Predicate<String> p, long timeoutMs) {
+        try {
+            return lines.await(from, p, timeoutMs);
+        } catch (IllegalStateException e) {
+            throw new IllegalStateException(e.getMessage() + "; got: " + lines.all(), e);
         }
     }
 
     int outSize() {
-        synchronized (out) {
-            return out.size();
-        }
+        return out.size();
     }
 
     void send(String line) {
@@ -112,7 +75,7 @@ final class Child implements AutoCloseable {
     int waitFor(long timeoutMs) {
         try {
             if (!process.waitFor(timeoutMs, TimeUnit.MILLISECONDS)) {
-                throw new IllegalStateException("child did not exit; stderr: " + err);
+                throw new IllegalStateException("child did not exit; stderr: " + err.all());
             }
         } catch (InterruptedException e) {
             throw new IllegalStateException(e);

@@ -1,11 +1,9 @@
 package io.hpvm.runtime;
 
-import java.io.BufferedReader;
+import io.hpvm.testing.Lines;
+
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.InputStreamReader;
 import java.lang.management.ManagementFactory;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -24,14 +22,14 @@ public final class TestWorker implements AutoCloseable {
     private static final Pattern READY = Pattern.compile("\\(pid (\\d+)\\) ready in");
 
     private final Process process;
-    private final List<String> out = new ArrayList<>();
-    private final List<String> err = new ArrayList<>();
+    private final Lines out;
+    private final Lines err;
     private int pid = -1;
 
     private TestWorker(Process process) {
         this.process = process;
-        collect(process.getInputStream(), out);
-        collect(process.getErrorStream(), err);
+        this.out = Lines.of(process.getInputStream());
+        this.err = Lines.of(process.getErrorStream());
     }
 
     /** Starts {@code hpvm run [runOptions] exe args} and waits for its ready line. */
@@ -67,24 +65,6 @@ public final class TestWorker implements AutoCloseable {
         }
     }
 
-    private static void collect(InputStream in, List<String> sink) {
-        Thread t = new Thread(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8))) {
-                String line;
-                while ((line = r.readLine()) != null) {
-                    synchronized (sink) {
-                        sink.add(line);
-                        sink.notifyAll();
-                    }
-                }
-            } catch (IOException ignored) {
-                // process ended
-            }
-        });
-        t.setDaemon(true);
-        t.start();
-    }
-
     private void awaitReady() {
         String line = await(err, 0, l -> READY.matcher(l).find() || l.startsWith("hpvm: error"),
             Duration.ofSeconds(30));
@@ -106,9 +86,7 @@ public final class TestWorker implements AutoCloseable {
 
     /** Number of stdout lines so far: pass it to {@link #awaitLine} to look only at later lines. */
     public int mark() {
-        synchronized (out) {
-            return out.size();
-        }
+        return out.size();
     }
 
     /** Waits for a stdout line at index >= {@code from} matching {@code p}; returns it. */
@@ -118,43 +96,18 @@ public final class TestWorker implements AutoCloseable {
 
     /** Waits until stdout has at least {@code count} lines past {@code from}; returns those lines. */
     public List<String> awaitLines(int from, int count, Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        synchronized (out) {
-            while (out.size() < from + count) {
-                long left = deadline - System.nanoTime();
-                if (left <= 0) {
-                    throw new AssertionError("timed out waiting for " + count + " lines\n" + this);
-                }
-                try {
-                    out.wait(Math.max(1, left / 1_000_000));
-                } catch (InterruptedException e) {
-                    throw new AssertionError(e);
-                }
-            }
-            return new ArrayList<>(out.subList(from, from + count));
+        try {
+            return out.await(from, count, timeout.toMillis());
+        } catch (IllegalStateException e) {
+            throw new AssertionError(e.getMessage() + "\n" + this, e);
         }
     }
 
-    private String await(List<String> sink, int from, Predicate<String> p, Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        synchronized (sink) {
-            int i = from;
-            while (true) {
-                for (; i < sink.size(); i++) {
-                    if (p.test(sink.get(i))) {
-                        return sink.get(i);
-                    }
-                }
-                long left = deadline - System.nanoTime();
-                if (left <= 0) {
-                    throw new AssertionError("timed out waiting for a line\n" + this);
-                }
-                try {
-                    sink.wait(Math.max(1, left / 1_000_000));
-                } catch (InterruptedException e) {
-                    throw new AssertionError(e);
-                }
-            }
+    private String await(Lines lines, int from, Predicate<String> p, Duration timeout) {
+        try {
+            return lines.await(from, p, timeout.toMillis());
+        } catch (IllegalStateException e) {
+            throw new AssertionError(e.getMessage() + "\n" + this, e);
         }
     }
 
@@ -171,26 +124,16 @@ public final class TestWorker implements AutoCloseable {
     }
 
     public String stderr() {
-        synchronized (err) {
-            return String.join("\n", err);
-        }
+        return String.join("\n", err.all());
     }
 
     public String stdout() {
-        synchronized (out) {
-            return String.join("\n", out);
-        }
+        return String.join("\n", out.all());
     }
 
     @Override
     public String toString() {
-        return "--- worker stdout (last lines)\n" + tail(out) + "\n--- hpvm run stderr\n" + tail(err);
-    }
-
-    private static String tail(List<String> lines) {
-        synchronized (lines) {
-            return String.join("\n", lines.subList(Math.max(0, lines.size() - 30), lines.size()));
-        }
+        return "--- worker stdout (last lines)\n" + out.tail(30) + "\n--- hpvm run stderr\n" + err.tail(30);
     }
 
     @Override

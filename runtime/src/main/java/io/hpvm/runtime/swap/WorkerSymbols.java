@@ -50,7 +50,7 @@ public final class WorkerSymbols implements SymbolResolver {
                 exeSymbols.computeIfAbsent(s.name(), k -> new ArrayList<>()).add(s);
             }
         }
-        String exeTarget = ProcFs.maps(pid).isEmpty() ? "" : readLink(exePath);
+        String exeTarget = readLink(exePath);
         for (ProcFs.Mapping m : ProcFs.maps(pid)) {
             if (m.offset() == 0 && m.path().startsWith("/") && !m.path().equals(exeTarget)
                 && !m.path().startsWith("/dev/") && !libraryStart.containsKey(Path.of(m.path()))) {
