@@ -214,6 +214,41 @@ class SwapTest {
         }
     }
 
+    /** `static long counter` in two source files: the patch of a.c binds to a.c's, by name and source file. */
+    @Test
+    void fileStaticsBindByNameAndSourceFile() throws Exception {
+        String a = "static long counter; __attribute__((noinline)) long bump(void) { return ++counter; }\n";
+        String b = "static long counter; __attribute__((noinline)) long other(void) { return counter += 10; }\n";
+        Gcc.write(dir, "a.c", a);
+        Gcc.write(dir, "b.c", b);
+        Path exe = Gcc.executable(dir, "twofiles", """
+            #include <stdio.h>
+            #include <unistd.h>
+            long bump(void); long other(void);
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (;;) { long x = bump(); printf("%ld %ld\\n", x, other()); usleep(20000); }
+            }
+            """, "-O2", dir.resolve("a.c").toString(), dir.resolve("b.c").toString());
+        Path patch = Gcc.object(dir, "a", a.replace("++counter", "counter += 1000"), "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            List<String> before = w.awaitLines(w.mark(), 3, WAIT);
+            long lastA = Long.parseLong(before.get(2).split(" ")[0]);
+            Hpvm.Result r = ok(Hpvm.cmd(sessions(), "swap", "--verbose", "bump", patch.toString()));
+            assertTrue(r.out().contains("counter") && r.out().contains("static in a.c"), r.out());
+            List<String> after = w.awaitLines(w.mark() + 1, 4, WAIT);
+            long prevA = -1;
+            for (String line : after) {
+                long x = Long.parseLong(line.split(" ")[0]);
+                long y = Long.parseLong(line.split(" ")[1]);
+                assertTrue(x > lastA + 1000, "a.c's live counter carried on: " + after);
+                assertTrue(prevA < 0 || x == prevA + 1000, "a.c's counter grows by 1000: " + after);
+                assertTrue(y % 10 == 0 && y < 100_000, "b.c's counter untouched: " + after);
+                prevA = x;
+            }
+        }
+    }
+
     @Test
     void staticExecutable() {
         Path exe = Gcc.executable(dir, "static", LOOP_WORKER, "-O2", "-static");

@@ -92,6 +92,16 @@ public final class WorkerSymbols implements SymbolResolver {
                 return new Resolution(exeBias + locals.get(0).value(), "worker executable (static in "
                     + locals.get(0).file() + ")");
             }
+            // A file-local name defined in several source files: the one from the patch's own source file.
+            if (use != null && use.isLocal() && use.file() != null) {
+                String file = baseName(use.file());
+                List<Symbol> same = locals.stream().filter(l -> l.file() != null && baseName(l.file()).equals(file))
+                    .toList();
+                if (same.size() == 1) {
+                    return new Resolution(exeBias + same.get(0).value(), "worker executable (static in " + file
+                        + ")");
+                }
+            }
             ambiguous.add(name + " (" + locals.size() + " file-local definitions)");
             return null;
         }
@@ -149,6 +159,10 @@ public final class WorkerSymbols implements SymbolResolver {
     /** Run-time minus link-time addresses of the executable. */
     public long executableBias() {
         return exeBias;
+    }
+
+    private static String baseName(String file) {
+        return file.substring(file.lastIndexOf('/') + 1);
     }
 
     /** Names that could not be resolved with certainty (several file-local definitions, unresolvable IFUNCs). */
