@@ -249,6 +249,26 @@ class SwapTest {
         }
     }
 
+    /** Source intake: hpvm swap FN file.c compiles with the flags given to hpvm run --cflags. */
+    @Test
+    void swapFromSourceUsesTheRunFlags() {
+        Path exe = Gcc.executable(dir, "src_loop", LOOP_WORKER, "-O2", "-fno-pie", "-no-pie");
+        Path good = Gcc.write(dir, "compute_fix.c", "long compute(long x) { return x * SCALE; }\n");
+        Path bad = Gcc.write(dir, "compute_bad.c", "long compute(long x) { return x * ; }\n");
+        try (TestWorker w = TestWorker.start(sessions(), List.of("--cflags", "-O2 -fno-pie -DSCALE=5"), exe)) {
+            Hpvm.Result r = Hpvm.cmd(sessions(), "swap", "compute", bad.toString());
+            assertEquals(4, r.code(), r.toString());
+            assertTrue(r.err().contains("compiling " + bad + " failed (cc -c -O2 -fno-pie -DSCALE=5")
+                && r.err().contains("error"), r.toString());
+            assertBehaviour(w, w.mark(), (i, z) -> i * 2, "unchanged after a compile error");
+            Hpvm.Result ok = ok(Hpvm.cmd(sessions(), "swap", "compute", good.toString()));
+            assertTrue(ok.out().contains("from " + good), ok.out());
+            assertBehaviour(w, w.mark(), (i, z) -> i * 5, "compiled with the run's -DSCALE=5");
+            ok(Hpvm.cmd(sessions(), "swap", "--cflags", "-O1 -DSCALE=7", "compute", good.toString()));
+            assertBehaviour(w, w.mark(), (i, z) -> i * 7, "--cflags on swap wins");
+        }
+    }
+
     @Test
     void staticExecutable() {
         Path exe = Gcc.executable(dir, "static", LOOP_WORKER, "-O2", "-static");

@@ -27,6 +27,10 @@ final class RunCommand implements Callable<Integer> {
         + "function's entry as it is (calls through pointers then keep reaching the original code).")
     boolean noEntryRedirect;
 
+    @Option(names = "--cflags", paramLabel = "FLAGS", defaultValue = "",
+        description = "Compiler flags the program was built with; 'hpvm swap FN file.c' compiles with them.")
+    String cflags;
+
     @Option(names = "--arena-size", paramLabel = "BYTES", defaultValue = "32M",
         description = "Space reserved for patch code (sparse until used; default ${DEFAULT-VALUE}). Suffixes K, M.")
     String arenaSize;
@@ -43,7 +47,7 @@ final class RunCommand implements Callable<Integer> {
         argv.add(program);
         argv.addAll(args);
         return new Supervisor(new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size"), timings,
-            !noEntryRedirect), System.err)
+            !noEntryRedirect, cflags), System.err)
             .run(argv);
     }
 }

@@ -1,5 +1,6 @@
 package io.hpvm.runtime.cli;
 
+import io.hpvm.runtime.swap.SourceCompiler;
 import io.hpvm.runtime.swap.SwapEngine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -27,13 +28,23 @@ final class SwapCommand extends SessionCommand {
     @Parameters(index = "0", paramLabel = "FUNCTION", description = "Name of the function to replace.")
     String function;
 
-    @Parameters(index = "1", paramLabel = "OBJECT", description = "Relocatable object that defines FUNCTION.")
+    @Parameters(index = "1", paramLabel = "OBJECT",
+        description = "Relocatable object that defines FUNCTION (gcc -c), or a C source file (.c) to compile first.")
     Path object;
+
+    @picocli.CommandLine.Option(names = "--cflags", paramLabel = "FLAGS",
+        description = "Flags for compiling a .c file (default: those given to 'hpvm run --cflags', else -O2).")
+    String cflags;
 
     @Override
     public Integer call() throws Exception {
         SwapEngine engine = new SwapEngine(session());
-        SwapEngine.Result r = engine.swap(function, object);
+        Path linked = object;
+        if (SourceCompiler.isSource(object)) {
+            String flags = cflags != null ? cflags : engine.sessionCflags();
+            linked = SourceCompiler.compile(object, flags.isBlank() ? "-O2" : flags);
+        }
+        SwapEngine.Result r = engine.swap(function, linked);
         out().println(SwapEngine.describe(r, object));
         if (timings) {
             out().println("  timings: " + r.timings().describe());

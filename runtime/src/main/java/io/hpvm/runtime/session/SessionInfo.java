@@ -16,28 +16,29 @@ package io.hpvm.runtime.session;
  * @param functions  number of patchable functions (slots)
  * @param callSites  call sites rewritten at launch
  * @param created    epoch millis when the session was created
+ * @param cflags     compiler flags given to {@code hpvm run --cflags}, used when a swap is given a .c file
  */
 public record SessionInfo(int pid, long startTime, String executable, String buildId, long loadBias, long slots,
                           long code, long codeSize, long arenaStart, long arenaNext, int functions, int callSites,
-                          long created) {
+                          long created, String cflags) {
 
     String encode() {
         return new Fields().put("pid", pid).put("start", startTime).put("exe", executable).put("buildId", buildId)
             .put("bias", loadBias).put("slots", slots).put("code", code).put("codeSize", codeSize)
             .put("arenaStart", arenaStart).put("arenaNext", arenaNext).put("functions", functions)
-            .put("sites", callSites).put("created", created).encode();
+            .put("sites", callSites).put("created", created).put("cflags", cflags).encode();
     }
 
     static SessionInfo decode(String s) {
         Fields f = Fields.parse(s);
         return new SessionInfo(f.integer("pid"), f.num("start"), f.str("exe"), f.str("buildId"), f.num("bias"),
             f.num("slots"), f.num("code"), f.num("codeSize"), f.num("arenaStart"), f.num("arenaNext"),
-            f.integer("functions"), f.integer("sites"), f.num("created"));
+            f.integer("functions"), f.integer("sites"), f.num("created"), f.str("cflags"));
     }
 
     public SessionInfo withArenaNext(long next) {
         return new SessionInfo(pid, startTime, executable, buildId, loadBias, slots, code, codeSize, arenaStart, next,
-            functions, callSites, created);
+            functions, callSites, created, cflags);
     }
 
     /** Bytes left in the arena. */

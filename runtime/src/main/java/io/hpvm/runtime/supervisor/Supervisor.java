@@ -53,7 +53,7 @@ public final class Supervisor {
     private static final int MAP_FIXED_NOREPLACE = 0x100000;
 
     /** Options of {@code hpvm run}. */
-    public record Options(boolean quiet, long arenaSize, boolean timings, boolean redirectEntries) {
+    public record Options(boolean quiet, long arenaSize, boolean timings, boolean redirectEntries, String cflags) {
     }
 
     private final Options options;
@@ -393,7 +393,7 @@ public final class Supervisor {
             }
             reg.putSession(new SessionInfo(session.pid(), s.startTime, program.toAbsolutePath().normalize().toString(),
                 image.buildId(), s.bias, s.slotsAddress, s.codeAddress, s.codeSize, s.arenaStart, s.arenaStart,
-                functions.size(), s.callSites, System.currentTimeMillis()));
+                functions.size(), s.callSites, System.currentTimeMillis(), options.cflags()));
         }
     }
 

@@ -159,6 +159,13 @@ public final class SwapEngine {
         }
     }
 
+    /** The compiler flags the worker was started with ({@code hpvm run --cflags}), or "". */
+    public String sessionCflags() throws HpvmException {
+        try (Registry reg = session.openRegistry()) {
+            return checkedSession(reg).cflags();
+        }
+    }
+
     /** The entry address of a version (0 is the original). */
     public static long addressOf(Registry reg, FunctionRecord fn, int version) throws SystemException {
         if (version == 0) {
