@@ -269,6 +269,39 @@ class SwapTest {
         }
     }
 
+    /** gcc -O3 made a constant-propagated clone of scale(); swapping scale warns that the clone does not change. */
+    @Test
+    void compilerClonesAreReported() {
+        String source = """
+            #include <stdio.h>
+            #include <unistd.h>
+            volatile long kk = 1;
+            __attribute__((noinline)) static long scale(long x, long k) {
+                long s = 0;
+                for (int i = 0; i < 8; i++) s += (x * k + i) / (k + i + 1);
+                return s;
+            }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { printf("%ld %ld %ld\\n", i, scale(i, 3), scale(i, kk)); usleep(20000); }
+            }
+            """;
+        Path exe = Gcc.executable(dir, "clones", source, "-O3");
+        String syms = Gcc.tool("nm", exe.toString());
+        assertTrue(syms.contains("scale.constprop.0"), "precondition: gcc cloned scale:\n" + syms);
+        Path patch = Gcc.object(dir, "scale_fix", "long scale(long x, long k) { return x + k; }\n", "-O3");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            Hpvm.Result r = ok(Hpvm.cmd(sessions(), "swap", "scale", patch.toString()));
+            assertTrue(r.err().contains("the compiler also made copies of scale in the worker (scale.constprop.0)"),
+                r.toString());
+            List<String> after = w.awaitLines(w.mark() + 1, 3, WAIT);
+            for (String line : after) {
+                String[] f = line.split(" ");
+                assertEquals(Long.parseLong(f[0]) + 1, Long.parseLong(f[2]), "scale itself changed: " + line);
+            }
+        }
+    }
+
     @Test
     void staticExecutable() {
         Path exe = Gcc.executable(dir, "static", LOOP_WORKER, "-O2", "-static");

@@ -55,6 +55,10 @@ final class SwapCommand extends SessionCommand {
                 res.origin()));
             out().printf("  %d GOT entries, %d veneers%n", r.image().gotEntries(), r.image().veneers());
         }
+        if (!r.clones().isEmpty()) {
+            err().println("hpvm: warning: the compiler also made copies of " + r.function() + " in the worker ("
+                + String.join(", ", r.clones()) + "); callers that use them still run the old code");
+        }
         if (!r.reachesEveryCall()) {
             err().println("hpvm: warning: the entry of " + r.function() + " is not redirected (see 'hpvm ls'), so "
                 + "only its rewritten direct call sites reach the new version; calls through function pointers, "

@@ -37,7 +37,8 @@ public final class SwapEngine {
 
     /** The outcome of a swap or rollback, for the one-line report. */
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
-                         boolean reachesEveryCall, long preserved, LinkedImage image, Timings timings) {
+                         boolean reachesEveryCall, long preserved, LinkedImage image, Timings timings,
+                         List<String> clones) {
     }
 
     private final SessionDir session;
@@ -115,7 +116,7 @@ public final class SwapEngine {
             reg.putFunction(fn.withCurrent(version, version + 1));
             timings.mark("record");
             return new Result(fn.name(), fn.current(), version, target, end - base,
-                (System.nanoTime() - t0) / 1000, fn.entryRedirected(), preserve, image, timings);
+                (System.nanoTime() - t0) / 1000, fn.entryRedirected(), preserve, image, timings, clones(symbols, fn));
         }
     }
 
@@ -155,8 +156,24 @@ public final class SwapEngine {
                 throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
             }
             reg.putFunction(fn.withCurrent(target, fn.versions()));
-            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.entryRedirected(), 0, null, null);
+            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.entryRedirected(), 0, null, null, List.of());
         }
+    }
+
+    /**
+     * Compiler clones of the function in the worker ({@code fn.constprop.0}, {@code fn.isra.0}, {@code fn.part.0},
+     * ...): separate copies of (parts of) its code that callers may use instead, which a swap of {@code fn} does not
+     * change.
+     */
+    private static List<String> clones(WorkerSymbols symbols, FunctionRecord fn) {
+        String base = fn.name().replaceFirst("@0x[0-9a-f]+$", "") + ".";
+        java.util.TreeSet<String> out = new java.util.TreeSet<>();
+        for (io.hpvm.loader.Symbol s : symbols.executable().symbols()) {
+            if (s.isFunction() && s.name().startsWith(base) && !s.name().contains(".cold")) {
+                out.add(s.name());
+            }
+        }
+        return List.copyOf(out);
     }
 
     /** The compiler flags the worker was started with ({@code hpvm run --cflags}), or "". */
