@@ -22,7 +22,19 @@ public enum EdgeKind {
      * {@code R_X86_64_GOTPCREL}, {@code GOTPCRELX}, {@code REX_GOTPCRELX}: Fixup <- G + A - P : int32, with a GOT
      * entry made beside the code for each distinct S. (No relaxation: the GOT load is always valid.)
      */
-    GOT_PCREL32(4);
+    GOT_PCREL32(4),
+    /** {@code R_X86_64_PC64}: Fixup <- S + A - P : int64. Never fails. */
+    PCREL64(8),
+    /** {@code R_X86_64_GOTOFF64}: Fixup <- S + A - GOT : int64, GOT being the base of the image's GOT. */
+    GOT_OFFSET64(8),
+    /** {@code R_X86_64_GOTPC32}: Fixup <- GOT + A - P : int32 (S, normally _GLOBAL_OFFSET_TABLE_, is unused). */
+    GOT_BASE_PCREL32(4),
+    /** {@code R_X86_64_GOTPC64}: Fixup <- GOT + A - P : int64. */
+    GOT_BASE_PCREL64(8),
+    /** {@code R_X86_64_SIZE32}: Fixup <- Z + A : uint32, Z the symbol's size (defined symbols only). */
+    SIZE32(4),
+    /** {@code R_X86_64_SIZE64}: Fixup <- Z + A : uint64. */
+    SIZE64(8);
 
     private final int width;
 
@@ -37,7 +49,8 @@ public enum EdgeKind {
 
     /** True for kinds whose value is relative to the fixup address. */
     public boolean isPcRelative() {
-        return this == PCREL32 || this == BRANCH_PCREL32 || this == GOT_PCREL32;
+        return this == PCREL32 || this == BRANCH_PCREL32 || this == GOT_PCREL32 || this == PCREL64
+            || this == GOT_BASE_PCREL32 || this == GOT_BASE_PCREL64;
     }
 
     /** Maps an ELF relocation type, or returns null when hpvm does not support it. */
@@ -49,6 +62,12 @@ public enum EdgeKind {
             case Elf.R_X86_64_32 -> POINTER32;
             case Elf.R_X86_64_32S -> POINTER32_SIGNED;
             case Elf.R_X86_64_GOTPCREL, Elf.R_X86_64_GOTPCRELX, Elf.R_X86_64_REX_GOTPCRELX -> GOT_PCREL32;
+            case Elf.R_X86_64_PC64 -> PCREL64;
+            case Elf.R_X86_64_GOTOFF64 -> GOT_OFFSET64;
+            case Elf.R_X86_64_GOTPC32 -> GOT_BASE_PCREL32;
+            case Elf.R_X86_64_GOTPC64 -> GOT_BASE_PCREL64;
+            case Elf.R_X86_64_SIZE32 -> SIZE32;
+            case Elf.R_X86_64_SIZE64 -> SIZE64;
             default -> null;
         };
     }

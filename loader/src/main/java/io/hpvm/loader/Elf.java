@@ -52,6 +52,12 @@ public final class Elf {
     public static final int R_X86_64_GOTPCREL = 9;
     public static final int R_X86_64_32 = 10;
     public static final int R_X86_64_32S = 11;
+    public static final int R_X86_64_PC64 = 24;
+    public static final int R_X86_64_GOTOFF64 = 25;
+    public static final int R_X86_64_GOTPC32 = 26;
+    public static final int R_X86_64_GOTPC64 = 29;
+    public static final int R_X86_64_SIZE32 = 32;
+    public static final int R_X86_64_SIZE64 = 33;
     public static final int R_X86_64_GOTPCRELX = 41;
     public static final int R_X86_64_REX_GOTPCRELX = 42;
 

@@ -42,11 +42,19 @@ public final class Linker {
 
     /** A fixup: at {@code section+offset}, write {@code kind} of target (object section + offset, or absolute). */
     private record Edge(Section section, Relocation rel, EdgeKind kind, int targetSection, long targetValue,
-                        String targetName) {
+                        String targetName, long symbolSize) {
+        Edge(Section section, Relocation rel, EdgeKind kind, int targetSection, long targetValue, String targetName) {
+            this(section, rel, kind, targetSection, targetValue, targetName, -1);
+        }
+
         boolean isAbsoluteTarget() {
-            return targetSection < 0;
+            return targetSection == ABSOLUTE;
         }
     }
+
+    /** Edge target kinds that are not a section of the object. */
+    private static final int ABSOLUTE = -1;
+    private static final int GOT_BASE = -2;
 
     private Linker(RelocatableObject obj, String entryName, SymbolResolver resolver) {
         this.obj = obj;
@@ -124,6 +132,17 @@ public final class Linker {
         }
         Symbol sym = obj.symbols().get(r.symbolIndex());
         String where = s.name() + "+" + Elf.hex(r.offset());
+        if (kind == EdgeKind.SIZE32 || kind == EdgeKind.SIZE64) {
+            if (!sym.isDefined() || sym.type() == Elf.STT_SECTION) {
+                throw new LoadException(LoadException.Kind.LINK, objName + ": " + Elf.relocationName(r.type()) + " at "
+                    + where + " needs the size of '" + describe(sym) + "', which only a symbol the object defines has");
+            }
+            return new Edge(s, r, kind, ABSOLUTE, 0, sym.name(), sym.size());
+        }
+        if (kind == EdgeKind.GOT_BASE_PCREL32 || kind == EdgeKind.GOT_BASE_PCREL64
+            || !sym.isDefined() && sym.name().equals("_GLOBAL_OFFSET_TABLE_")) {
+            return new Edge(s, r, kind, GOT_BASE, 0, "_GLOBAL_OFFSET_TABLE_");
+        }
         if (sym.type() == Elf.STT_SECTION) {
             return sectionEdge(s, r, kind, obj.section(sym.sectionIndex()), where);
         }
@@ -134,23 +153,23 @@ public final class Linker {
                     unresolved.add(sym.name());
                     noteShared(s);
                 }
-                return new Edge(s, r, kind, -1, 0, sym.name());
+                return new Edge(s, r, kind, ABSOLUTE, 0, sym.name());
             }
             bindings.put(sym.name(), res);
-            return new Edge(s, r, kind, -1, res.address(), sym.name());
+            return new Edge(s, r, kind, ABSOLUTE, res.address(), sym.name());
         }
         if (sym.sectionIndex() == Elf.SHN_ABS) {
-            return new Edge(s, r, kind, -1, sym.value(), sym.name());
+            return new Edge(s, r, kind, ABSOLUTE, sym.value(), sym.name());
         }
         if (sym.sectionIndex() == Elf.SHN_COMMON) {
-            return new Edge(s, r, kind, -1, bindData(s, sym, 0, where), sym.name());
+            return new Edge(s, r, kind, ABSOLUTE, bindData(s, sym, 0, where), sym.name());
         }
         Section target = obj.section(sym.sectionIndex());
         if (target.isTls() || sym.type() == Elf.STT_TLS) {
             throw refusedTls(sym.name(), where);
         }
         if (target.isWritableData()) {
-            return new Edge(s, r, kind, -1, bindData(s, sym, 0, where), sym.name());
+            return new Edge(s, r, kind, ABSOLUTE, bindData(s, sym, 0, where), sym.name());
         }
         if (target.isExecutable() && !sym.isLocal()) {
             // A global function the worker already has: call the worker's (its stub when patchable, so the
@@ -158,7 +177,7 @@ public final class Linker {
             SymbolResolver.Resolution res = resolver.resolve(sym.name(), sym);
             if (res != null) {
                 bindings.put(sym.name(), res);
-                return new Edge(s, r, kind, -1, res.address(), sym.name());
+                return new Edge(s, r, kind, ABSOLUTE, res.address(), sym.name());
             }
         }
         requireAlloc(target, where);
@@ -173,7 +192,7 @@ public final class Linker {
         }
         if (target.isWritableData()) {
             Symbol covering = coveringSymbol(target, r, kind, where);
-            return new Edge(s, r, kind, -1, bindData(s, covering, covering.value(), where), covering.name());
+            return new Edge(s, r, kind, ABSOLUTE, bindData(s, covering, covering.value(), where), covering.name());
         }
         requireAlloc(target, where);
         include(target.index());
@@ -277,10 +296,11 @@ public final class Linker {
         }
         // GOT entries: one per distinct absolute target of a GOT-relative edge.
         cursor = align(cursor, 8);
+        long gotBase = cursor;
         Map<Long, Long> got = new LinkedHashMap<>();
         for (Edge e : edges) {
             if (e.kind() == EdgeKind.GOT_PCREL32) {
-                long target = targetAddress(e, addressOf);
+                long target = targetAddress(e, addressOf, gotBase);
                 if (!got.containsKey(target)) {
                     got.put(target, cursor);
                     cursor += 8;
@@ -325,7 +345,7 @@ public final class Linker {
         for (Edge e : edges) {
             long p = addressOf.get(e.section().index()) + e.rel().offset();
             int at = (int) (p - base);
-            long s = targetAddress(e, addressOf);
+            long s = targetAddress(e, addressOf, gotBase);
             long a = e.rel().addend();
             switch (e.kind()) {
                 case POINTER64 -> out.putLong(at, s + a);
@@ -343,6 +363,18 @@ public final class Linker {
                 }
                 case POINTER32_SIGNED -> out.putInt(at, checked(e, s + a, s, p));
                 case GOT_PCREL32 -> out.putInt(at, checked(e, got.get(s) + a - p, s, p));
+                case PCREL64 -> out.putLong(at, s + a - p);
+                case GOT_OFFSET64 -> out.putLong(at, s + a - gotBase);
+                case GOT_BASE_PCREL32 -> out.putInt(at, checked(e, gotBase + a - p, gotBase, p));
+                case GOT_BASE_PCREL64 -> out.putLong(at, gotBase + a - p);
+                case SIZE32 -> {
+                    long v = e.symbolSize() + a;
+                    if (v < 0 || v > 0xffffffffL) {
+                        throw overflow(e, v, p, "does not fit in 32 bits unsigned");
+                    }
+                    out.putInt(at, (int) v);
+                }
+                case SIZE64 -> out.putLong(at, e.symbolSize() + a);
                 default -> throw new IllegalStateException(e.kind().toString());
             }
         }
@@ -351,8 +383,12 @@ public final class Linker {
             codeRanges);
     }
 
-    private static long targetAddress(Edge e, Map<Integer, Long> addressOf) {
-        return e.isAbsoluteTarget() ? e.targetValue() : addressOf.get(e.targetSection()) + e.targetValue();
+    private static long targetAddress(Edge e, Map<Integer, Long> addressOf, long gotBase) {
+        return switch (e.targetSection()) {
+            case ABSOLUTE -> e.targetValue();
+            case GOT_BASE -> gotBase;
+            default -> addressOf.get(e.targetSection()) + e.targetValue();
+        };
     }
 
     private int checked(Edge e, long value, long target, long fixup) throws LoadException {

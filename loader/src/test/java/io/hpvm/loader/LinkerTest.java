@@ -146,11 +146,49 @@ class LinkerTest {
     }
 
     @Test
+    void pcRelative64() throws LoadException {
+        LinkedImage img = link("pc64", "        ret\n        .quad ext - .", FAR, "R_X86_64_PC64");
+        assertEquals(FAR - (BASE + 1), le(img).getLong(1), "S + A - P over the full 64 bits");
+    }
+
+    /** The large-model way to reach data: GOT base from rip, then offsets from it. */
+    @Test
+    void gotBaseAndGotOffsets() throws LoadException {
+        LinkedImage img = link("gotoff", """
+            1:      lea 1b(%rip), %rbx
+                    movabs $_GLOBAL_OFFSET_TABLE_-1b, %r11
+                    movabs $ext@GOTOFF, %rax
+                    lea _GLOBAL_OFFSET_TABLE_(%rip), %rcx
+                    ret""", NEAR, "R_X86_64_GOTPC64");
+        // 48 8d 1d <d32> (7) | 49 bb <imm64> (10, imm at 9) | 48 b8 <imm64> (10, imm at 19) | 48 8d 0d <d32> (at 30)
+        long gotBase = BASE + le(img).getLong(9);
+        assertEquals(0, gotBase % 8, "the GOT base is where the (empty) GOT starts");
+        assertTrue(gotBase > BASE && gotBase <= BASE + img.size());
+        assertEquals(NEAR - gotBase, le(img).getLong(19), "GOTOFF64: S + A - GOT");
+        assertEquals(gotBase, BASE + 34 + le(img).getInt(30), "GOTPC32: GOT + A - P");
+    }
+
+    @Test
+    void symbolSizes() throws LoadException {
+        LinkedImage img = link("size", """
+                    ret
+                    .long table@SIZE
+                    .quad table@SIZE + 8
+                    .section .rodata
+                    .globl table
+            table:  .zero 24
+                    .size table, 24
+                    .text""", NEAR, "R_X86_64_SIZE32");
+        assertEquals(24, le(img).getInt(1));
+        assertEquals(32, le(img).getLong(5));
+    }
+
+    @Test
     void unsupportedRelocationNamesTypeSectionAndOffset() {
         LoadException e = assertThrows(LoadException.class,
-            () -> link("pc64", "        ret\n        .quad ext - .", NEAR, "R_X86_64_PC64"));
+            () -> link("r16", "        ret\n        .word ext", NEAR, "R_X86_64_16"));
         assertEquals(LoadException.Kind.LINK, e.kind());
-        assertTrue(e.getMessage().contains("unsupported relocation R_X86_64_PC64 at .text+0x1 against 'ext'"),
+        assertTrue(e.getMessage().contains("unsupported relocation R_X86_64_16 at .text+0x1 against 'ext'"),
             e.getMessage());
     }
 }
