@@ -302,6 +302,41 @@ class SwapTest {
         }
     }
 
+    /** C++: swap by the demangled name (and by the name without its parameter list when it is not overloaded). */
+    @Test
+    void cxxMethodsAreNamedAsWritten() throws Exception {
+        String shop = """
+            #include <cstdio>
+            #include <unistd.h>
+            namespace shop {
+            struct Cart {
+                __attribute__((noinline)) static long total(long n);
+                __attribute__((noinline)) static long total(long n, long k);
+            };
+            long Cart::total(long n) { return n * 2; }
+            long Cart::total(long n, long k) { return n * k; }
+            }
+            int main() {
+                setvbuf(stdout, nullptr, _IOLBF, 0);
+                for (long i = 0; ; i++) { std::printf("%ld %ld\\n", i, shop::Cart::total(i) + shop::Cart::total(i, 0)); usleep(20000); }
+            }
+            """;
+        Gcc.write(dir, "shop.cc", shop);
+        Path exe = dir.resolve("shop");
+        Gcc.tool("g++", "-O2", "-o", exe.toString(), dir.resolve("shop.cc").toString());
+        Gcc.write(dir, "shop_fix.cc", shop.replace("return n * 2;", "return n * 3;"));
+        Path patch = dir.resolve("shop_fix.o");
+        Gcc.tool("g++", "-O2", "-c", "-o", patch.toString(), dir.resolve("shop_fix.cc").toString());
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            Hpvm.Result amb = Hpvm.cmd(sessions(), "swap", "shop::Cart::total", patch.toString());
+            assertEquals(2, amb.code(), amb.toString());
+            assertTrue(amb.err().contains("overloaded") && amb.err().contains("shop::Cart::total(long, long)"),
+                amb.toString());
+            ok(Hpvm.cmd(sessions(), "swap", "shop::Cart::total(long)", patch.toString()));
+            assertBehaviour(w, w.mark(), (i, z) -> i * 3, "the demangled name found the method");
+        }
+    }
+
     @Test
     void staticExecutable() {
         Path exe = Gcc.executable(dir, "static", LOOP_WORKER, "-O2", "-static");

@@ -211,6 +211,12 @@ public final class SwapEngine {
         if (fn != null) {
             return fn;
         }
+        if (Demangler.looksDemangled(name)) {
+            FunctionRecord cxx = byDemangledName(reg, name);
+            if (cxx != null) {
+                return cxx;
+            }
+        }
         List<String> similar = new ArrayList<>();
         for (FunctionRecord f : reg.functions()) {
             if (f.name().startsWith(name + "@") || f.name().contains(name)) {
@@ -222,6 +228,41 @@ public final class SwapEngine {
             + ") has no patchable function '" + name + "'"
             + (similar.isEmpty() ? "; 'hpvm ls' lists them" : "; did you mean: " + String.join(", ",
             similar.subList(0, Math.min(8, similar.size()))) + "?"));
+    }
+
+    /**
+     * The function whose demangled name is {@code name} ({@code ns::Class::method(int)}), or, when {@code name} has
+     * no parameter list, the only overload of that qualified name.
+     */
+    private static FunctionRecord byDemangledName(Registry reg, String name) throws HpvmException {
+        List<FunctionRecord> all = reg.functions();
+        List<String> mangled = all.stream().map(FunctionRecord::name).toList();
+        List<String> plain = Demangler.demangle(mangled);
+        List<FunctionRecord> exact = new ArrayList<>();
+        List<FunctionRecord> overloads = new ArrayList<>();
+        for (int i = 0; i < all.size(); i++) {
+            String d = plain.get(i);
+            if (d.equals(name)) {
+                exact.add(all.get(i));
+            } else if (!name.contains("(") && d.startsWith(name + "(")) {
+                overloads.add(all.get(i));
+            }
+        }
+        if (exact.size() == 1) {
+            return exact.get(0);
+        }
+        if (exact.isEmpty() && overloads.size() == 1) {
+            return overloads.get(0);
+        }
+        if (overloads.size() > 1) {
+            List<String> names = new ArrayList<>();
+            for (FunctionRecord f : overloads) {
+                names.add(plain.get(all.indexOf(f)));
+            }
+            throw new HpvmException(ExitCode.USAGE, "'" + name + "' is overloaded in the worker: " + String.join(", ",
+                names) + "; give the parameter list");
+        }
+        return null;
     }
 
     /** Formats the one-line report of a swap. */
