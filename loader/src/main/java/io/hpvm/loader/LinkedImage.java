@@ -14,10 +14,11 @@ import java.util.Map;
  * @param gotEntries   GOT entries made
  * @param veneers      veneers made for branches to targets beyond +-2 GiB
  * @param code         run-time {@code [start, end)} of each executable section placed
+ * @param entries      run-time address of each entry linked (one, or the members of a patch set)
  */
 public record LinkedImage(long base, byte[] bytes, long entryAddress, Map<String, Long> sections,
                           Map<String, SymbolResolver.Resolution> bindings, int gotEntries, int veneers,
-                          List<long[]> code) {
+                          List<long[]> code, Map<String, Long> entries) {
 
     /** The bytes from {@code address} to the end of the executable section that contains it, or null. */
     public byte[] codeFrom(long address) {

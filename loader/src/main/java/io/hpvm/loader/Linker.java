@@ -29,6 +29,8 @@ public final class Linker {
 
     private final RelocatableObject obj;
     private final String entryName;
+    /** Every entry linked together (a patch set); they call each other's new code directly. */
+    private final List<String> entryNames;
     private final SymbolResolver resolver;
     private final String objName;
 
@@ -56,9 +58,10 @@ public final class Linker {
     private static final int ABSOLUTE = -1;
     private static final int GOT_BASE = -2;
 
-    private Linker(RelocatableObject obj, String entryName, SymbolResolver resolver) {
+    private Linker(RelocatableObject obj, List<String> entryNames, SymbolResolver resolver) {
         this.obj = obj;
-        this.entryName = entryName;
+        this.entryName = String.join(", ", entryNames);
+        this.entryNames = entryNames;
         this.resolver = resolver;
         this.objName = obj.path().toString();
     }
@@ -71,7 +74,17 @@ public final class Linker {
      */
     public static LinkedImage link(RelocatableObject obj, String entryName, SymbolResolver resolver, long base)
         throws LoadException {
-        return new Linker(obj, entryName, resolver).run(base);
+        return new Linker(obj, List.of(entryName), resolver).run(base);
+    }
+
+    /**
+     * Links several functions of {@code obj} into one image (a patch set): their addresses are in
+     * {@link LinkedImage#entries()}, and calls between them go to each other's new code, so a call that enters the
+     * set's new code never runs an old member.
+     */
+    public static LinkedImage link(RelocatableObject obj, List<String> entryNames, SymbolResolver resolver, long base)
+        throws LoadException {
+        return new Linker(obj, List.copyOf(entryNames), resolver).run(base);
     }
 
     /** Names of the functions an object defines, for messages. */
@@ -86,13 +99,17 @@ public final class Linker {
     }
 
     private LinkedImage run(long base) throws LoadException {
-        Symbol entry = obj.definedSymbol(entryName);
-        if (entry == null || entry.sectionIndex() >= obj.sections().size()
-            || !obj.section(entry.sectionIndex()).isExecutable()) {
-            throw new LoadException(LoadException.Kind.LINK, objName + " defines no function '" + entryName
-                + "' (functions it defines: " + String.join(", ", definedFunctions(obj)) + ")");
+        List<Symbol> entries = new ArrayList<>();
+        for (String name : entryNames) {
+            Symbol entry = obj.definedSymbol(name);
+            if (entry == null || entry.sectionIndex() >= obj.sections().size()
+                || !obj.section(entry.sectionIndex()).isExecutable()) {
+                throw new LoadException(LoadException.Kind.LINK, objName + " defines no function '" + name
+                    + "' (functions it defines: " + String.join(", ", definedFunctions(obj)) + ")");
+            }
+            entries.add(entry);
+            include(entry.sectionIndex());
         }
-        include(entry.sectionIndex());
         while (!work.isEmpty()) {
             Section s = obj.section(work.poll());
             for (Relocation r : obj.relocations(s.index())) {
@@ -105,7 +122,7 @@ public final class Linker {
                 + " (looked in: the worker's patchable functions, its executable, its loaded shared libraries)"
                 + sharedSectionHint());
         }
-        return layout(base, entry);
+        return layout(base, entries);
     }
 
     private void include(int sectionIndex) {
@@ -171,7 +188,7 @@ public final class Linker {
         if (target.isWritableData()) {
             return new Edge(s, r, kind, ABSOLUTE, bindData(s, sym, 0, where), sym.name());
         }
-        if (target.isExecutable() && !sym.isLocal()) {
+        if (target.isExecutable() && !sym.isLocal() && !(entryNames.size() > 1 && entryNames.contains(sym.name()))) {
             // A global function the worker already has: call the worker's (its stub when patchable, so the
             // patched code always calls current versions; the entry itself included).
             SymbolResolver.Resolution res = resolver.resolve(sym.name(), sym);
@@ -274,7 +291,7 @@ public final class Linker {
         }
     }
 
-    private LinkedImage layout(long base, Symbol entry) throws LoadException {
+    private LinkedImage layout(long base, List<Symbol> entries) throws LoadException {
         Map<Integer, Long> addressOf = new TreeMap<>();
         Map<String, Long> placed = new LinkedHashMap<>();
         List<long[]> codeRanges = new ArrayList<>();
@@ -378,9 +395,12 @@ public final class Linker {
                 default -> throw new IllegalStateException(e.kind().toString());
             }
         }
-        long entryAddress = addressOf.get(entry.sectionIndex()) + entry.value();
-        return new LinkedImage(base, image, entryAddress, placed, bindings, got.size(), veneers.size(),
-            codeRanges);
+        Map<String, Long> entryAddresses = new LinkedHashMap<>();
+        for (int k = 0; k < entries.size(); k++) {
+            entryAddresses.put(entryNames.get(k), addressOf.get(entries.get(k).sectionIndex()) + entries.get(k).value());
+        }
+        return new LinkedImage(base, image, entryAddresses.get(entryNames.get(0)), placed, bindings, got.size(),
+            veneers.size(), codeRanges, entryAddresses);
     }
 
     private static long targetAddress(Edge e, Map<Integer, Long> addressOf, long gotBase) {

@@ -13,7 +13,8 @@ import java.io.PrintWriter;
     description = {"Hot-patching VM for running native x86-64 Linux programs.", "",
         "Start a program under hpvm, then replace any of its functions while it runs with the same function "
             + "compiled into an ELF object file (gcc -c)."},
-    subcommands = {RunCommand.class, SwapCommand.class, LsCommand.class, RollbackCommand.class,
+    subcommands = {RunCommand.class, SwapCommand.class, PatchCommand.class, LsCommand.class,
+        RollbackCommand.class,
         WarmupCommand.class, CommandLine.HelpCommand.class},
     footerHeading = "%nExit codes:%n",
     footer = {"  0  success (hpvm run: the worker's own exit status, 128+N if killed by signal N)",

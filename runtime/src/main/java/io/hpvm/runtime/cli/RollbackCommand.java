@@ -10,7 +10,9 @@ import picocli.CommandLine.Parameters;
 /** {@code hpvm rollback}. */
 @Command(name = "rollback", mixinStandardHelpOptions = true,
     description = {"Point FUNCTION back at an earlier version: the one before the current version, or the one "
-        + "given with --to. Version 0 is the original code. Later versions are kept and can be returned to."},
+        + "given with --to. Version 0 is the original code. Later versions are kept and can be returned to.",
+        "When the current version came in a patch set (several functions swapped together), every member of the "
+            + "set goes back (unless --to is given)."},
     footer = {"", "Examples:", "  hpvm rollback compute", "  hpvm rollback compute --to 0"})
 final class RollbackCommand extends SessionCommand {
 
@@ -22,9 +24,10 @@ final class RollbackCommand extends SessionCommand {
 
     @Override
     public Integer call() throws Exception {
-        SwapEngine.Result r = new SwapEngine(session()).rollback(function, to);
-        out().printf("rolled back %s: v%d -> v%d at %s in %.1f ms%n", r.function(), r.fromVersion(),
-            r.toVersion(), Elf.hex(r.address()), r.micros() / 1000.0);
+        for (SwapEngine.Result r : new SwapEngine(session()).rollbackAll(function, to)) {
+            out().printf("rolled back %s: v%d -> v%d at %s in %.1f ms%n", r.function(), r.fromVersion(),
+                r.toVersion(), Elf.hex(r.address()), r.micros() / 1000.0);
+        }
         return 0;
     }
 }

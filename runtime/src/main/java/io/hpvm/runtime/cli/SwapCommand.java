@@ -7,6 +7,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 import java.nio.file.Path;
+import java.util.List;
 
 /** {@code hpvm swap}. */
 @Command(name = "swap", mixinStandardHelpOptions = true,
@@ -25,12 +26,11 @@ final class SwapCommand extends SessionCommand {
     @picocli.CommandLine.Option(names = "--timings", description = "Print how long each phase of the swap took.")
     boolean timings;
 
-    @Parameters(index = "0", paramLabel = "FUNCTION", description = "Name of the function to replace.")
-    String function;
-
-    @Parameters(index = "1", paramLabel = "OBJECT",
-        description = "Relocatable object that defines FUNCTION (gcc -c), or a C source file (.c) to compile first.")
-    Path object;
+    @Parameters(arity = "2..*", paramLabel = "FUNCTION... OBJECT",
+        description = {"The function(s) to replace, then the relocatable object that defines them (gcc -c) or a C "
+            + "source file (.c) to compile first.", "Several functions are swapped as one patch set: linked "
+            + "together (they call each other's new code) and rolled back together."})
+    List<String> args;
 
     @picocli.CommandLine.Option(names = "--cflags", paramLabel = "FLAGS",
         description = "Flags for compiling a .c file (default: those given to 'hpvm run --cflags', else -O2).")
@@ -38,13 +38,21 @@ final class SwapCommand extends SessionCommand {
 
     @Override
     public Integer call() throws Exception {
+        Path object = Path.of(args.get(args.size() - 1));
+        List<String> functions = args.subList(0, args.size() - 1);
         SwapEngine engine = new SwapEngine(session());
         Path linked = object;
         if (SourceCompiler.isSource(object)) {
             String flags = cflags != null ? cflags : engine.sessionCflags();
             linked = SourceCompiler.compile(object, flags.isBlank() ? "-O2" : flags);
         }
-        SwapEngine.Result r = engine.swap(function, linked);
+        for (SwapEngine.Result r : engine.swap(functions, linked)) {
+            report(r, object);
+        }
+        return 0;
+    }
+
+    private void report(SwapEngine.Result r, Path object) {
         out().println(SwapEngine.describe(r, object));
         if (timings) {
             out().println("  timings: " + r.timings().describe());
@@ -64,6 +72,5 @@ final class SwapCommand extends SessionCommand {
                 + "only its rewritten direct call sites reach the new version; calls through function pointers, "
                 + "short tail jumps and calls the compiler inlined still run the original");
         }
-        return 0;
     }
 }

@@ -9,17 +9,19 @@ package io.hpvm.runtime.session;
  * @param object  the object file it came from ("" for the original)
  * @param created epoch millis
  * @param preserved registers a thunk preserves around it (an io.hpvm.asm.Registers mask; 0 = called directly)
+ * @param set       the functions swapped together with it, comma-separated ("" when swapped alone)
  */
-public record VersionRecord(int version, long address, long size, String object, long created, long preserved) {
+public record VersionRecord(int version, long address, long size, String object, long created, long preserved,
+                            String set) {
 
     String encode() {
         return new Fields().put("addr", address).put("size", size).put("object", object).put("created", created)
-            .put("preserved", preserved).encode();
+            .put("preserved", preserved).put("set", set).encode();
     }
 
     static VersionRecord decode(int version, String s) {
         Fields f = Fields.parse(s);
         return new VersionRecord(version, f.num("addr"), f.num("size"), f.str("object"), f.num("created"),
-            f.num("preserved"));
+            f.num("preserved"), f.str("set"));
     }
 }

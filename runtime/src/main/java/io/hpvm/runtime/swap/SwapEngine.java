@@ -49,6 +49,15 @@ public final class SwapEngine {
 
     /** Replaces {@code function}'s body with {@code function} from {@code object}. */
     public Result swap(String function, Path object) throws HpvmException {
+        return swap(List.of(function), object).get(0);
+    }
+
+    /**
+     * Replaces several functions with their versions from {@code object}, as one patch set: linked into one image
+     * (members call each other's new code directly), written, then the slots are stored one after another and the
+     * versions recorded as a set, which a rollback of any member undoes whole.
+     */
+    public List<Result> swap(List<String> functions, Path object) throws HpvmException {
         long t0 = System.nanoTime();
         Timings timings = new Timings();
         RelocatableObject obj;
@@ -61,7 +70,16 @@ public final class SwapEngine {
         try (SessionDir.Lock lock = session.lock(); Registry reg = Registry.open(session.registry().toFile())) {
             timings.mark("open-registry");
             SessionInfo info = checkedSession(reg);
-            FunctionRecord fn = function(reg, function, info);
+            List<FunctionRecord> fns = new ArrayList<>();
+            List<String> names = new ArrayList<>();
+            for (String f : functions) {
+                FunctionRecord fn = function(reg, f, info);
+                if (names.contains(fn.name())) {
+                    throw new HpvmException(ExitCode.USAGE, fn.name() + " is named twice");
+                }
+                fns.add(fn);
+                names.add(fn.name());
+            }
             long base = (info.arenaNext() + 63) & ~63L;
             WorkerSymbols symbols;
             try {
@@ -70,28 +88,39 @@ public final class SwapEngine {
                 throw ExitCode.wrap(e);
             }
             timings.mark("read-worker");
+            List<String> entries = names.stream().map(n -> n.replaceFirst("@0x[0-9a-f]+$", "")).toList();
             LinkedImage image;
             try {
-                image = Linker.link(obj, fn.name().replaceFirst("@0x[0-9a-f]+$", ""), symbols, base);
+                image = Linker.link(obj, entries, symbols, base);
             } catch (LoadException e) {
                 String more = symbols.ambiguous().isEmpty() ? ""
                     : "; not resolved with certainty: " + String.join(", ", symbols.ambiguous());
                 throw new HpvmException(ExitCode.of(e), e.getMessage() + more, e);
             }
             timings.mark("link");
-            long preserve = registersToPreserve(symbols, fn, image);
-            timings.mark("clobber-analysis");
-            long thunkAt = (base + image.size() + 15) & ~15L;
-            byte[] thunk = new byte[0];
-            if (preserve != 0) {
-                try {
-                    thunk = Snippets.thunk(thunkAt, image.entryAddress(), preserve);
-                } catch (LoadException e) {
-                    throw new SystemException("cannot link the register-preserving thunk: " + e.getMessage(), e);
+            // A register-preserving thunk per member whose new version writes more than its original.
+            long end = base + image.size();
+            long[] targets = new long[fns.size()];
+            long[] preserved = new long[fns.size()];
+            List<byte[]> thunks = new ArrayList<>();
+            List<Long> thunkAt = new ArrayList<>();
+            for (int i = 0; i < fns.size(); i++) {
+                long entry = image.entries().get(entries.get(i));
+                preserved[i] = registersToPreserve(symbols, fns.get(i), image, entry);
+                targets[i] = entry;
+                if (preserved[i] != 0) {
+                    long at = (end + 15) & ~15L;
+                    try {
+                        thunks.add(Snippets.thunk(at, entry, preserved[i]));
+                    } catch (LoadException e) {
+                        throw new SystemException("cannot link the register-preserving thunk: " + e.getMessage(), e);
+                    }
+                    thunkAt.add(at);
+                    targets[i] = at;
+                    end = at + thunks.get(thunks.size() - 1).length;
                 }
             }
-            long end = preserve != 0 ? thunkAt + thunk.length : base + image.size();
-            long target = preserve != 0 ? thunkAt : image.entryAddress();
+            timings.mark("clobber-analysis");
             if (end > info.code() + info.codeSize()) {
                 throw new HpvmException(ExitCode.SYSTEM, "the code arena of session " + session.dir() + " is full: "
                     + (end - base) + " bytes needed, " + Math.max(0, info.arenaFree()) + " free (start the worker "
@@ -102,21 +131,30 @@ public final class SwapEngine {
             try (CodeRegion code = CodeRegion.open(session.code(), info.code());
                  SlotTable slots = SlotTable.open(session.slots())) {
                 code.write(base, image.bytes());
-                if (preserve != 0) {
-                    code.write(thunkAt, thunk);
+                for (int k = 0; k < thunks.size(); k++) {
+                    code.write(thunkAt.get(k), thunks.get(k));
                 }
-                slots.setRelease(fn.slot(), target);
+                for (int i = 0; i < fns.size(); i++) {
+                    slots.setRelease(fns.get(i).slot(), targets[i]);
+                }
             } catch (IOException e) {
                 throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
             }
             timings.mark("write-and-store");
-            int version = fn.versions();
-            reg.putVersion(fn.name(), new VersionRecord(version, target, end - base,
-                object.toAbsolutePath().toString(), System.currentTimeMillis(), preserve));
-            reg.putFunction(fn.withCurrent(version, version + 1));
+            String set = fns.size() > 1 ? String.join(",", names) : "";
+            List<Result> results = new ArrayList<>();
+            for (int i = 0; i < fns.size(); i++) {
+                FunctionRecord fn = fns.get(i);
+                int version = fn.versions();
+                reg.putVersion(fn.name(), new VersionRecord(version, targets[i], i == 0 ? end - base : 0,
+                    object.toAbsolutePath().toString(), System.currentTimeMillis(), preserved[i], set));
+                reg.putFunction(fn.withCurrent(version, version + 1));
+                results.add(new Result(fn.name(), fn.current(), version, targets[i], i == 0 ? end - base : 0,
+                    (System.nanoTime() - t0) / 1000, fn.entryRedirected(), preserved[i], image, timings,
+                    clones(symbols, fn)));
+            }
             timings.mark("record");
-            return new Result(fn.name(), fn.current(), version, target, end - base,
-                (System.nanoTime() - t0) / 1000, fn.entryRedirected(), preserve, image, timings, clones(symbols, fn));
+            return results;
         }
     }
 
@@ -125,39 +163,69 @@ public final class SwapEngine {
      * functions it calls). Callers built with gcc's -fipa-ra may keep live values there across the call, so a
      * thunk must restore them. Zero when the new version is no wider than the old.
      */
-    private static long registersToPreserve(WorkerSymbols symbols, FunctionRecord fn, LinkedImage image) {
+    private static long registersToPreserve(WorkerSymbols symbols, FunctionRecord fn, LinkedImage image,
+                                            long entry) {
         try (Decoder decoder = new Decoder(true)) {
             long old = new ClobberAnalysis(decoder, new WorkerCode(symbols.executable(), symbols.executableBias()))
                 .clobbers(fn.address());
-            long now = new ClobberAnalysis(decoder, image::codeFrom).clobbers(image.entryAddress());
+            long now = new ClobberAnalysis(decoder, image::codeFrom).clobbers(entry);
             return now & ~old & Registers.CALLER_SAVED;
         }
     }
 
     /** Points {@code function}'s slot back at an earlier version: {@code to}, or the one before the current. */
     public Result rollback(String function, Integer to) throws HpvmException {
-        long t0 = System.nanoTime();
+        return rollbackAll(function, to).get(0);
+    }
+
+    /**
+     * Rolls back {@code function}; when its current version came in a patch set and no version is given, every
+     * member of the set goes back to its version before the set (first result: the function named).
+     */
+    public List<Result> rollbackAll(String function, Integer to) throws HpvmException {
+        List<Result> out = new ArrayList<>();
+        String set;
         try (SessionDir.Lock lock = session.lock(); Registry reg = Registry.open(session.registry().toFile())) {
             SessionInfo info = checkedSession(reg);
             FunctionRecord fn = function(reg, function, info);
-            int target = to != null ? to : fn.current() - 1;
-            if (target < 0) {
-                throw new HpvmException(ExitCode.USAGE, fn.name() + " already runs version 0, the original code; "
-                    + "there is nothing to roll back to");
+            VersionRecord current = fn.current() > 0 ? reg.version(fn.name(), fn.current()) : null;
+            set = to == null && current != null ? current.set() : "";
+            out.add(rollbackOne(reg, info, fn, to));
+            if (!set.isEmpty()) {
+                for (String member : set.split(",")) {
+                    if (!member.equals(fn.name())) {
+                        FunctionRecord m = reg.function(member);
+                        VersionRecord mv = m == null || m.current() == 0 ? null : reg.version(member, m.current());
+                        if (mv != null && set.equals(mv.set())) {
+                            out.add(rollbackOne(reg, info, m, null));
+                        }
+                    }
+                }
             }
-            if (target >= fn.versions()) {
-                throw new HpvmException(ExitCode.USAGE, fn.name() + " has no version " + target + " (versions 0.."
-                    + (fn.versions() - 1) + ")");
-            }
-            long address = addressOf(reg, fn, target);
-            try (SlotTable slots = SlotTable.open(session.slots())) {
-                slots.setRelease(fn.slot(), address);
-            } catch (IOException e) {
-                throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
-            }
-            reg.putFunction(fn.withCurrent(target, fn.versions()));
-            return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000, fn.entryRedirected(), 0, null, null, List.of());
         }
+        return out;
+    }
+
+    private Result rollbackOne(Registry reg, SessionInfo info, FunctionRecord fn, Integer to) throws HpvmException {
+        long t0 = System.nanoTime();
+        int target = to != null ? to : fn.current() - 1;
+        if (target < 0) {
+            throw new HpvmException(ExitCode.USAGE, fn.name() + " already runs version 0, the original code; "
+                + "there is nothing to roll back to");
+        }
+        if (target >= fn.versions()) {
+            throw new HpvmException(ExitCode.USAGE, fn.name() + " has no version " + target + " (versions 0.."
+                + (fn.versions() - 1) + ")");
+        }
+        long address = addressOf(reg, fn, target);
+        try (SlotTable slots = SlotTable.open(session.slots())) {
+            slots.setRelease(fn.slot(), address);
+        } catch (IOException e) {
+            throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
+        }
+        reg.putFunction(fn.withCurrent(target, fn.versions()));
+        return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000,
+            fn.entryRedirected(), 0, null, null, List.of());
     }
 
     /**

@@ -1,0 +1,69 @@
+package io.hpvm.runtime.cli;
+
+import io.hpvm.loader.LoadException;
+import io.hpvm.loader.ObjectDiff;
+import io.hpvm.loader.RelocatableObject;
+import io.hpvm.runtime.ExitCode;
+import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.swap.SourceCompiler;
+import io.hpvm.runtime.swap.SwapEngine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/** {@code hpvm patch}. */
+@Command(name = "patch", mixinStandardHelpOptions = true,
+    description = {"Compile OLD.c and NEW.c with the same flags, find the functions whose code differs, and swap "
+        + "all of them from NEW.c as one patch set. Names NEW.c uses bind to the running worker (its functions, "
+        + "globals and statics), so the file needs no editing for hpvm."},
+    footer = {"", "Example:", "  cp server.c server.c.orig; $EDITOR server.c; hpvm patch server.c.orig server.c"})
+final class PatchCommand extends SessionCommand {
+
+    @Option(names = "--cflags", paramLabel = "FLAGS",
+        description = "Compiler flags (default: those given to 'hpvm run --cflags', else -O2).")
+    String cflags;
+
+    @Parameters(index = "0", paramLabel = "OLD.c", description = "The source file as the worker was built from it.")
+    Path oldSource;
+
+    @Parameters(index = "1", paramLabel = "NEW.c", description = "The edited source file.")
+    Path newSource;
+
+    @Override
+    public Integer call() throws Exception {
+        SwapEngine engine = new SwapEngine(session());
+        String flags = cflags != null ? cflags : engine.sessionCflags();
+        flags = (flags.isBlank() ? "-O2" : flags) + " -ffunction-sections -fdata-sections";
+        Path oldObject = SourceCompiler.compile(oldSource, flags);
+        Path newObject = SourceCompiler.compile(newSource, flags);
+        ObjectDiff.Result diff;
+        try {
+            diff = ObjectDiff.compare(RelocatableObject.read(oldObject), RelocatableObject.read(newObject));
+        } catch (LoadException e) {
+            throw ExitCode.wrap(e);
+        }
+        if (!diff.added().isEmpty()) {
+            out().println("new functions (linked where the changed ones use them): " + String.join(", ",
+                diff.added()));
+        }
+        if (diff.changed().isEmpty()) {
+            out().println("no function of " + newSource + " differs from " + oldSource + "; nothing swapped");
+            return 0;
+        }
+        out().println("changed functions: " + String.join(", ", diff.changed()));
+        List<String> set = new ArrayList<>(diff.changed());
+        try {
+            for (SwapEngine.Result r : engine.swap(set, newObject)) {
+                out().println(SwapEngine.describe(r, newSource));
+            }
+        } catch (HpvmException e) {
+            throw new HpvmException(e.code(), "patch " + newSource + " (" + String.join(", ", set) + "): "
+                + e.getMessage(), e);
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,113 @@
+package io.hpvm.runtime;
+
+import io.hpvm.testing.Gcc;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Several functions swapped together, and 'hpvm patch OLD.c NEW.c' finding them by itself. */
+class PatchSetTest {
+
+    static final String LIB = """
+        static long hits;                                   /* state that must carry on */
+        __attribute__((noinline)) long base(long x) { return x + 1; }
+        __attribute__((noinline)) long price(long x) { hits++; return base(x) * 10; }
+        __attribute__((noinline)) long untouched(long x) { return x - 1; }
+        __attribute__((noinline)) long count(void) { return hits; }
+        """;
+
+    static final String MAIN = """
+        #include <stdio.h>
+        #include <unistd.h>
+        long price(long); long untouched(long); long count(void);
+        int main(void) {
+            setvbuf(stdout, NULL, _IOLBF, 0);
+            for (long i = 0; ; i++) {
+                long p = price(i);
+                printf("%ld %ld %ld %ld\\n", i, p, untouched(i), count());
+                usleep(20000);
+            }
+        }
+        """;
+
+    @TempDir
+    Path dir;
+
+    Path worker() {
+        Gcc.write(dir, "lib.c", LIB);
+        return Gcc.executable(dir, "shop", MAIN, "-O2", dir.resolve("lib.c").toString());
+    }
+
+    /** One line edited in two functions of lib.c: exactly those two are swapped, as a set; hits carries on. */
+    @Test
+    void patchSwapsExactlyTheChangedFunctions() {
+        Path exe = worker();
+        Path edited = Gcc.write(dir, "lib_new.c", LIB.replace("return x + 1;", "return x + 2;")
+            .replace("* 10;", "* 100;"));
+        Path sessions = dir.resolve("sessions");
+        try (TestWorker w = TestWorker.start(sessions, List.of("--cflags", "-O2"), exe)) {
+            List<String> before = w.awaitLines(w.mark(), 3, SwapTest.WAIT);
+            long hitsBefore = Long.parseLong(before.get(2).split(" ")[3]);
+            Hpvm.Result r = Hpvm.cmd(sessions, "patch", dir.resolve("lib.c").toString(), edited.toString());
+            assertEquals(0, r.code(), r.toString());
+            assertTrue(r.out().startsWith("changed functions: base, price\n"), r.out());
+            assertTrue(r.out().contains("swapped base: v0 -> v1") && r.out().contains("swapped price: v0 -> v1"),
+                r.out());
+            List<String> after = w.awaitLines(w.mark() + 1, 4, SwapTest.WAIT);
+            for (String line : after) {
+                long[] f = java.util.Arrays.stream(line.split(" ")).mapToLong(Long::parseLong).toArray();
+                assertEquals((f[0] + 2) * 100, f[1], "both new versions run together: " + line);
+                assertEquals(f[0] - 1, f[2], "untouched() was not swapped: " + line);
+                assertTrue(f[3] > hitsBefore, "the file-static counter carried on: " + line);
+            }
+            Hpvm.Result ls = Hpvm.cmd(sessions, "ls", "--patched");
+            assertTrue(ls.out().contains("base") && ls.out().contains("price") && !ls.out().contains("untouched"),
+                ls.out());
+            // Rolling back one member of the set rolls back the set.
+            Hpvm.Result rb = Hpvm.cmd(sessions, "rollback", "price");
+            assertEquals(0, rb.code(), rb.toString());
+            assertTrue(rb.out().contains("rolled back price: v1 -> v0") && rb.out().contains("rolled back base: v1 "
+                + "-> v0"), rb.out());
+            for (String line : w.awaitLines(w.mark() + 1, 3, SwapTest.WAIT)) {
+                String[] f = line.split(" ");
+                assertEquals((Long.parseLong(f[0]) + 1) * 10, Long.parseLong(f[1]), "the whole set rolled back: "
+                    + line);
+            }
+        }
+    }
+
+    @Test
+    void unchangedSourceSwapsNothing() {
+        Path exe = worker();
+        Path same = Gcc.write(dir, "lib_same.c", "/* only a comment changed */\n" + LIB);
+        Path sessions = dir.resolve("sessions_same");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            Hpvm.Result r = Hpvm.cmd(sessions, "patch", dir.resolve("lib.c").toString(), same.toString());
+            assertEquals(0, r.code(), r.toString());
+            assertTrue(r.out().contains("nothing swapped"), r.out());
+        }
+    }
+
+    /** hpvm swap with several names: one set, linked together. */
+    @Test
+    void swapOfSeveralFunctionsIsOneSet() {
+        Path exe = worker();
+        Path obj = Gcc.object(dir, "lib_set", LIB.replace("return x + 1;", "return x + 3;").replace("* 10;", "* 7;"),
+            "-O2");
+        Path sessions = dir.resolve("sessions_set");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            Hpvm.Result r = Hpvm.cmd(sessions, "swap", "price", "base", obj.toString());
+            assertEquals(0, r.code(), r.toString());
+            List<String> after = w.awaitLines(w.mark() + 1, 3, SwapTest.WAIT);
+            for (String line : after) {
+                String[] f = line.split(" ");
+                assertEquals((Long.parseLong(f[0]) + 3) * 7, Long.parseLong(f[1]), line);
+            }
+        }
+    }
+}
