@@ -36,8 +36,7 @@ final class PatchCommand extends SessionCommand {
     @Override
     public Integer call() throws Exception {
         SwapEngine engine = new SwapEngine(session());
-        String flags = cflags != null ? cflags : engine.sessionCflags();
-        flags = (flags.isBlank() ? "-O2" : flags) + " -ffunction-sections -fdata-sections";
+        String flags = engine.compileFlags(cflags) + " -ffunction-sections -fdata-sections";
         Path oldObject = SourceCompiler.compile(oldSource, flags);
         Path newObject = SourceCompiler.compile(newSource, flags);
         ObjectDiff.Result diff;

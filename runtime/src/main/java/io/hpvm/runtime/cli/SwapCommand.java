@@ -43,8 +43,7 @@ final class SwapCommand extends SessionCommand {
         SwapEngine engine = new SwapEngine(session());
         Path linked = object;
         if (SourceCompiler.isSource(object)) {
-            String flags = cflags != null ? cflags : engine.sessionCflags();
-            linked = SourceCompiler.compile(object, flags.isBlank() ? "-O2" : flags);
+            linked = SourceCompiler.compile(object, engine.compileFlags(cflags));
         }
         for (SwapEngine.Result r : engine.swap(functions, linked)) {
             report(r, object);

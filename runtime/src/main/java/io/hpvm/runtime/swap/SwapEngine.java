@@ -244,10 +244,17 @@ public final class SwapEngine {
         return List.copyOf(out);
     }
 
-    /** The compiler flags the worker was started with ({@code hpvm run --cflags}), or "". */
-    public String sessionCflags() throws HpvmException {
+    /**
+     * Flags for compiling a patch from source: {@code override} when given, else those the worker was started with
+     * ({@code hpvm run --cflags}), else {@code -O2}.
+     */
+    public String compileFlags(String override) throws HpvmException {
+        if (override != null) {
+            return override;
+        }
         try (Registry reg = session.openRegistry()) {
-            return checkedSession(reg).cflags();
+            String recorded = checkedSession(reg).cflags();
+            return recorded.isBlank() ? "-O2" : recorded;
         }
     }
 
