@@ -34,7 +34,11 @@ public enum EdgeKind {
     /** {@code R_X86_64_SIZE32}: Fixup <- Z + A : uint32, Z the symbol's size (defined symbols only). */
     SIZE32(4),
     /** {@code R_X86_64_SIZE64}: Fixup <- Z + A : uint64. */
-    SIZE64(8);
+    SIZE64(8),
+    /** {@code R_X86_64_GOTTPOFF} (initial-exec TLS): Fixup <- G + A - P : int32, G a GOT entry holding TPOFF(S). */
+    GOT_TPOFF_PCREL32(4),
+    /** {@code R_X86_64_TPOFF32} (local-exec TLS): Fixup <- TPOFF(S) + A : int32. */
+    TPOFF32(4);
 
     private final int width;
 
@@ -50,7 +54,7 @@ public enum EdgeKind {
     /** True for kinds whose value is relative to the fixup address. */
     public boolean isPcRelative() {
         return this == PCREL32 || this == BRANCH_PCREL32 || this == GOT_PCREL32 || this == PCREL64
-            || this == GOT_BASE_PCREL32 || this == GOT_BASE_PCREL64;
+            || this == GOT_BASE_PCREL32 || this == GOT_BASE_PCREL64 || this == GOT_TPOFF_PCREL32;
     }
 
     /** Maps an ELF relocation type, or returns null when hpvm does not support it. */
@@ -68,6 +72,8 @@ public enum EdgeKind {
             case Elf.R_X86_64_GOTPC64 -> GOT_BASE_PCREL64;
             case Elf.R_X86_64_SIZE32 -> SIZE32;
             case Elf.R_X86_64_SIZE64 -> SIZE64;
+            case Elf.R_X86_64_GOTTPOFF -> GOT_TPOFF_PCREL32;
+            case Elf.R_X86_64_TPOFF32 -> TPOFF32;
             default -> null;
         };
     }

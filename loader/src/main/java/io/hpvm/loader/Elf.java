@@ -43,6 +43,7 @@ public final class Elf {
     public static final int PT_LOAD = 1;
     public static final int PT_INTERP = 3;
     public static final int PT_PHDR = 6;
+    public static final int PT_TLS = 7;
     public static final int PF_X = 1;
 
     public static final int R_X86_64_NONE = 0;
@@ -52,6 +53,8 @@ public final class Elf {
     public static final int R_X86_64_GOTPCREL = 9;
     public static final int R_X86_64_32 = 10;
     public static final int R_X86_64_32S = 11;
+    public static final int R_X86_64_GOTTPOFF = 22;
+    public static final int R_X86_64_TPOFF32 = 23;
     public static final int R_X86_64_PC64 = 24;
     public static final int R_X86_64_GOTOFF64 = 25;
     public static final int R_X86_64_GOTPC32 = 26;

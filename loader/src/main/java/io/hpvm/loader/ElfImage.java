@@ -131,6 +131,16 @@ public final class ElfImage {
         return low == Long.MAX_VALUE ? 0 : low;
     }
 
+    /** The PT_TLS segment (the executable's static thread-local block), or null. */
+    public Segment tlsSegment() {
+        for (Segment s : segments) {
+            if (s.type() == Elf.PT_TLS) {
+                return s;
+            }
+        }
+        return null;
+    }
+
     /** Virtual address of the program headers (PT_PHDR), or -1 when the file has none. */
     public long programHeaderAddress() {
         for (Segment s : segments) {

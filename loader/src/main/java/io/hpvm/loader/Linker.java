@@ -132,9 +132,13 @@ public final class Linker {
     }
 
     private Edge edge(Section s, Relocation r) throws LoadException {
+        if (r.type() == Elf.R_X86_64_GOTTPOFF || r.type() == Elf.R_X86_64_TPOFF32) {
+            return tlsEdge(s, r);
+        }
         if (Elf.isTlsRelocation(r.type())) {
             throw refusedTls(describe(obj.symbols().get(r.symbolIndex())), s.name() + "+" + Elf.hex(r.offset())
-                + " (" + Elf.relocationName(r.type()) + ")");
+                + " (" + Elf.relocationName(r.type()) + "; only the initial-exec and local-exec models are supported: "
+                + "compile the patch with -ftls-model=initial-exec)");
         }
         EdgeKind kind = EdgeKind.of(r.type());
         if (kind == null) {
@@ -200,6 +204,26 @@ public final class Linker {
         requireAlloc(target, where);
         include(target.index());
         return new Edge(s, r, kind, target.index(), sym.value(), sym.name());
+    }
+
+    /**
+     * Initial-exec and local-exec access to a thread-local variable the worker already has (static TLS): the edge
+     * carries the variable's offset from the thread pointer. A patch cannot add thread-local variables.
+     */
+    private Edge tlsEdge(Section s, Relocation r) throws LoadException {
+        Symbol sym = obj.symbols().get(r.symbolIndex());
+        String where = s.name() + "+" + Elf.hex(r.offset());
+        if (sym.type() == Elf.STT_SECTION) {
+            sym = coveringSymbol(obj.section(sym.sectionIndex()), r, EdgeKind.TPOFF32, where);
+        }
+        Long tpoff = sym.name().isEmpty() ? null : resolver.threadPointerOffset(sym.name(), sym);
+        if (tpoff == null) {
+            throw refusedTls(sym.name(), where + " (" + Elf.relocationName(r.type()) + "): the worker has no such "
+                + "thread-local variable in its executable");
+        }
+        bindings.put(sym.name(), new SymbolResolver.Resolution(tpoff, "thread-local, %fs" + (tpoff < 0 ? "" : "+")
+            + tpoff));
+        return new Edge(s, r, EdgeKind.of(r.type()), ABSOLUTE, tpoff, sym.name());
     }
 
     private Edge sectionEdge(Section s, Relocation r, EdgeKind kind, Section target, String where)
@@ -315,6 +339,7 @@ public final class Linker {
         cursor = align(cursor, 8);
         long gotBase = cursor;
         Map<Long, Long> got = new LinkedHashMap<>();
+        Map<Long, Long> tlsGot = new LinkedHashMap<>();
         for (Edge e : edges) {
             if (e.kind() == EdgeKind.GOT_PCREL32) {
                 long target = targetAddress(e, addressOf, gotBase);
@@ -322,6 +347,9 @@ public final class Linker {
                     got.put(target, cursor);
                     cursor += 8;
                 }
+            } else if (e.kind() == EdgeKind.GOT_TPOFF_PCREL32 && !tlsGot.containsKey(e.targetValue())) {
+                tlsGot.put(e.targetValue(), cursor);
+                cursor += 8;
             }
         }
         // Veneers for branches whose absolute target is out of reach from anywhere in the image.
@@ -350,8 +378,10 @@ public final class Linker {
                 System.arraycopy(s.data(), 0, image, (int) (p.getValue() - base), s.data().length);
             }
         }
-        for (Map.Entry<Long, Long> g : got.entrySet()) {
-            out.putLong((int) (g.getValue() - base), g.getKey());
+        for (Map<Long, Long> table : List.of(got, tlsGot)) {
+            for (Map.Entry<Long, Long> g : table.entrySet()) {
+                out.putLong((int) (g.getValue() - base), g.getKey());
+            }
         }
         for (Map.Entry<Long, Long> v : veneers.entrySet()) {
             int at = (int) (v.getValue() - base);
@@ -392,6 +422,8 @@ public final class Linker {
                     out.putInt(at, (int) v);
                 }
                 case SIZE64 -> out.putLong(at, e.symbolSize() + a);
+                case GOT_TPOFF_PCREL32 -> out.putInt(at, checked(e, tlsGot.get(e.targetValue()) + a - p, s, p));
+                case TPOFF32 -> out.putInt(at, checked(e, e.targetValue() + a, s, p));
                 default -> throw new IllegalStateException(e.kind().toString());
             }
         }
@@ -399,7 +431,8 @@ public final class Linker {
         for (int k = 0; k < entries.size(); k++) {
             entryAddresses.put(entryNames.get(k), addressOf.get(entries.get(k).sectionIndex()) + entries.get(k).value());
         }
-        return new LinkedImage(base, image, entryAddresses.get(entryNames.get(0)), placed, bindings, got.size(),
+        return new LinkedImage(base, image, entryAddresses.get(entryNames.get(0)), placed, bindings,
+            got.size() + tlsGot.size(),
             veneers.size(), codeRanges, entryAddresses);
     }
 

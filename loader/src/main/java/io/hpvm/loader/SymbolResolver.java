@@ -16,6 +16,14 @@ public interface SymbolResolver {
     Resolution resolve(String name, Symbol symbol);
 
     /**
+     * The offset from the thread pointer (%fs) of the target's thread-local variable {@code name} in every thread
+     * (static TLS), or null when the target has no such variable there.
+     */
+    default Long threadPointerOffset(String name, Symbol symbol) {
+        return null;
+    }
+
+    /**
      * A resolved address.
      *
      * @param address run-time address in the target

@@ -337,6 +337,43 @@ class SwapTest {
         }
     }
 
+    /** A patch reading and updating the worker's thread-local variable (initial-exec and local-exec access). */
+    @ParameterizedTest(name = "patch flags: {0}")
+    @CsvSource({"extern,-O2", "extern,-O2 -fno-pie", "extern,-O2 -fPIC -ftls-model=initial-exec",
+        "defines,-O2 -fno-pie"})
+    void patchUsesTheWorkersThreadLocalVariable(String declaration, String patchFlags) {
+        Path exe = Gcc.executable(dir, "tls", """
+            #include <stdio.h>
+            #include <unistd.h>
+            __thread long tls_counter = 5;
+            __attribute__((noinline)) long tick(void) { return ++tls_counter; }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { long v = tick(); printf("%ld %ld\\n", i, v); usleep(20000); }
+            }
+            """, "-O2");
+        // "defines": the whole file recompiled, so the patch defines tls_counter itself (local-exec access).
+        String decl = declaration.equals("extern") ? "extern __thread long tls_counter;\n"
+            : "__thread long tls_counter = 5;\n";
+        Path patch = Gcc.object(dir, "tls_fix", decl + "long tick(void) { tls_counter += 100; return tls_counter; }\n",
+            patchFlags.split(" "));
+        String relocs = Gcc.tool("readelf", "-rW", patch.toString());
+        assertTrue(relocs.contains("R_X86_64_GOTTPOFF") || relocs.contains("R_X86_64_TPOFF32"), relocs);
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            List<String> before = w.awaitLines(w.mark(), 3, WAIT);
+            long last = Long.parseLong(before.get(2).split(" ")[1]);
+            ok(Hpvm.cmd(sessions(), "swap", "tick", patch.toString()));
+            List<String> after = w.awaitLines(w.mark() + 1, 3, WAIT);
+            long prev = -1;
+            for (String line : after) {
+                long v = Long.parseLong(line.split(" ")[1]);
+                assertTrue(v > last + 100 && (prev < 0 || v == prev + 100), "the live TLS counter goes on by 100: "
+                    + after);
+                prev = v;
+            }
+        }
+    }
+
     @Test
     void staticExecutable() {
         Path exe = Gcc.executable(dir, "static", LOOP_WORKER, "-O2", "-static");

@@ -151,6 +151,31 @@ public final class WorkerSymbols implements SymbolResolver {
         }
     }
 
+    /**
+     * Thread-local variables of the executable (module 1 of static TLS). On x86-64 (TLS variant II) its block ends
+     * at the thread pointer: a variable at offset v of a PT_TLS segment of size m and alignment a lives at
+     * %fs:(v - roundup(m, a)), in every thread. Libraries' TLS offsets depend on the load order and are not
+     * resolved.
+     */
+    @Override
+    public Long threadPointerOffset(String name, Symbol use) {
+        io.hpvm.loader.Segment tls = exe.tlsSegment();
+        if (tls == null) {
+            return null;
+        }
+        for (Symbol s : exe.symbols()) {
+            if (s.type() == Elf.STT_TLS && s.isDefined() && s.name().equals(name)
+                && (!s.isLocal() || use == null || use.file() == null || s.file() == null
+                || baseName(s.file()).equals(baseName(use.file())))) {
+                long align = Math.max(1, tls.align());
+                long blockSize = (tls.memSize() + align - 1) / align * align;
+                long firstByte = -tls.vaddr() & (align - 1);
+                return s.value() - blockSize - firstByte;
+            }
+        }
+        return null;
+    }
+
     /** The worker's executable, as read through /proc/PID/exe. */
     public ElfImage executable() {
         return exe;
