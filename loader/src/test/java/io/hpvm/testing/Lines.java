@@ -50,13 +50,21 @@ public final class Lines {
 
     /** Waits for a line at index >= {@code from} matching {@code p}; throws IllegalStateException on timeout. */
     public String await(int from, Predicate<String> p, long timeoutMs) {
+        int i = awaitIndex(from, p, timeoutMs);
+        synchronized (lines) {
+            return lines.get(i);
+        }
+    }
+
+    /** Like {@link #await(int, Predicate, long)}, returning the line's index. */
+    public int awaitIndex(int from, Predicate<String> p, long timeoutMs) {
         long deadline = System.currentTimeMillis() + timeoutMs;
         synchronized (lines) {
             int i = from;
             while (true) {
                 for (; i < lines.size(); i++) {
                     if (p.test(lines.get(i))) {
-                        return lines.get(i);
+                        return i;
                     }
                 }
                 waitUntil(deadline, "a matching line");

@@ -97,14 +97,11 @@ class EntryRedirectionTest {
                 ls.toString());
             Hpvm.Result r = Hpvm.cmd(sessions, "swap", "f", patch.toString());
             assertEquals(0, r.code(), r.toString());
-            int mark = w.mark();
-            List<String> after = w.awaitLines(mark + 1, 3, Duration.ofSeconds(20));
-            for (String line : tails(after)) {
+            for (String line : tails(linesFrom(w, "table v1 qsort v1 thread v1 tail v1"))) {
                 assertEquals("table v1 qsort v1 thread v1 tail v1", line, "every path runs the new version\n" + w);
             }
             assertEquals(0, Hpvm.cmd(sessions, "rollback", "f").code());
-            mark = w.mark();
-            for (String line : tails(w.awaitLines(mark + 1, 3, Duration.ofSeconds(20)))) {
+            for (String line : tails(linesFrom(w, "table v0 qsort v0 thread v0 tail v0"))) {
                 assertEquals("table v0 qsort v0 thread v0 tail v0", line, "version 0 runs through the trampoline");
             }
         }
@@ -172,6 +169,12 @@ class EntryRedirectionTest {
             Hpvm.Result ls = Hpvm.cmd(sessions, "ls");
             assertTrue(ls.out().contains("entry redirection off"), ls.toString());
         }
+    }
+
+    /** The first line (after now) that ends with {@code text} and the two after it (the reader may lag). */
+    private static List<String> linesFrom(TestWorker w, String text) {
+        int first = w.awaitLineIndex(w.mark() == 0 ? 0 : w.mark() - 1, l -> l.endsWith(text), Duration.ofSeconds(20));
+        return w.awaitLines(first, 3, Duration.ofSeconds(20));
     }
 
     private static List<String> tails(List<String> lines) {

@@ -38,6 +38,20 @@ class PatchSetTest {
     @TempDir
     Path dir;
 
+    /** The first line matching {@code p} (the line reader may lag behind the worker) and the ones after it. */
+    static List<String> from(TestWorker w, java.util.function.Predicate<String> p, int count) {
+        int first = w.awaitLineIndex(Math.max(0, w.mark() - 1), p, SwapTest.WAIT);
+        return w.awaitLines(first, count, SwapTest.WAIT);
+    }
+
+    static long first(String line) {
+        return Long.parseLong(line.split(" ")[0]);
+    }
+
+    static long price(String line) {
+        return Long.parseLong(line.split(" ")[1]);
+    }
+
     Path worker() {
         Gcc.write(dir, "lib.c", LIB);
         return Gcc.executable(dir, "shop", MAIN, "-O2", dir.resolve("lib.c").toString());
@@ -58,7 +72,7 @@ class PatchSetTest {
             assertTrue(r.out().startsWith("changed functions: base, price\n"), r.out());
             assertTrue(r.out().contains("swapped base: v0 -> v1") && r.out().contains("swapped price: v0 -> v1"),
                 r.out());
-            List<String> after = w.awaitLines(w.mark() + 1, 4, SwapTest.WAIT);
+            List<String> after = from(w, l -> price(l) == (first(l) + 2) * 100, 4);
             for (String line : after) {
                 long[] f = java.util.Arrays.stream(line.split(" ")).mapToLong(Long::parseLong).toArray();
                 assertEquals((f[0] + 2) * 100, f[1], "both new versions run together: " + line);
@@ -73,10 +87,8 @@ class PatchSetTest {
             assertEquals(0, rb.code(), rb.toString());
             assertTrue(rb.out().contains("rolled back price: v1 -> v0") && rb.out().contains("rolled back base: v1 "
                 + "-> v0"), rb.out());
-            for (String line : w.awaitLines(w.mark() + 1, 3, SwapTest.WAIT)) {
-                String[] f = line.split(" ");
-                assertEquals((Long.parseLong(f[0]) + 1) * 10, Long.parseLong(f[1]), "the whole set rolled back: "
-                    + line);
+            for (String line : from(w, l -> price(l) == (first(l) + 1) * 10, 3)) {
+                assertEquals((first(line) + 1) * 10, price(line), "the whole set rolled back: " + line);
             }
         }
     }
@@ -103,10 +115,8 @@ class PatchSetTest {
         try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
             Hpvm.Result r = Hpvm.cmd(sessions, "swap", "price", "base", obj.toString());
             assertEquals(0, r.code(), r.toString());
-            List<String> after = w.awaitLines(w.mark() + 1, 3, SwapTest.WAIT);
-            for (String line : after) {
-                String[] f = line.split(" ");
-                assertEquals((Long.parseLong(f[0]) + 3) * 7, Long.parseLong(f[1]), line);
+            for (String line : from(w, l -> price(l) == (first(l) + 3) * 7, 3)) {
+                assertEquals((first(line) + 3) * 7, price(line), line);
             }
         }
     }

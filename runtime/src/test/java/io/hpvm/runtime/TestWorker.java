@@ -94,6 +94,15 @@ public final class TestWorker implements AutoCloseable {
         return await(out, from, p, timeout);
     }
 
+    /** Waits for a stdout line at index >= {@code from} matching {@code p}; returns its index. */
+    public int awaitLineIndex(int from, Predicate<String> p, Duration timeout) {
+        try {
+            return out.awaitIndex(from, p, timeout.toMillis());
+        } catch (IllegalStateException e) {
+            throw new AssertionError(e.getMessage() + "\n" + this, e);
+        }
+    }
+
     /** Waits until stdout has at least {@code count} lines past {@code from}; returns those lines. */
     public List<String> awaitLines(int from, int count, Duration timeout) {
         try {

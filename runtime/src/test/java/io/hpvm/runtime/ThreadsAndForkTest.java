@@ -127,8 +127,17 @@ class ThreadsAndForkTest {
             assertEquals(4, procs.split(", ").length, "the worker and its 3 children, not the child that exec'd: "
                 + ls.out());
             assertEquals(0, Hpvm.cmd(sessions(), "swap", "compute", times3.toString()).code());
-            int mark = w.mark();
-            List<String> after = w.awaitLines(mark + 6, 24, Duration.ofSeconds(20));
+            // Lines printed before the swap may still be on their way through the pipes: start where every child
+            // has printed the new behaviour once; from there on, every line must be new.
+            Set<String> switched = new TreeSet<>();
+            int start = w.awaitLineIndex(Math.max(0, w.mark() - 1), l -> {
+                String[] f = l.split(" ");
+                if (Long.parseLong(f[1]) * 3 == Long.parseLong(f[2])) {
+                    switched.add(f[0]);
+                }
+                return switched.size() == 3;
+            }, Duration.ofSeconds(20));
+            List<String> after = w.awaitLines(start + 1, 24, Duration.ofSeconds(20));
             Set<String> children = new TreeSet<>();
             for (String line : after) {
                 String[] f = line.split(" ");
