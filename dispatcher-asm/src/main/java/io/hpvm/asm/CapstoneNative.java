@@ -4,19 +4,14 @@ import com.sun.jna.Library;
 import com.sun.jna.Pointer;
 import com.sun.jna.ptr.IntByReference;
 import com.sun.jna.ptr.LongByReference;
-import com.sun.jna.ptr.PointerByReference;
 
 /**
- * The few Capstone 4 entry points hpvm calls directly. The official binding ({@code capstone.Capstone}) reads
- * every instruction reflectively (about 200 us each in detail mode); scanning megabytes of text needs the raw
- * {@code cs_insn} array, read field by field at known offsets (see {@link Decoder}).
+ * The Capstone 4 entry points hpvm calls off the hot path (open, options, register access, version). The official
+ * binding ({@code capstone.Capstone}) reads every instruction reflectively (about 200 us each in detail mode);
+ * decoding itself goes through {@link CapstoneDirect} and the raw {@code cs_insn} array (see {@link Decoder}).
  */
 interface CapstoneNative extends Library {
     int cs_open(int arch, int mode, LongByReference handle);
-
-    long cs_disasm(long handle, Pointer code, long size, long address, long count, PointerByReference insn);
-
-    void cs_free(Pointer insn, long count);
 
     int cs_close(LongByReference handle);
 
