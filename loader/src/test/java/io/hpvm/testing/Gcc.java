@@ -35,6 +35,13 @@ public final class Gcc {
         return out;
     }
 
+    /** Compiles and links files already in {@code dir} ({@code flagsAndFiles}) into the executable {@code name}. */
+    public static Path link(Path dir, String name, String... flagsAndFiles) {
+        Path out = dir.resolve(name);
+        run(dir, flagsAndFiles, "-o", out.toString());
+        return out;
+    }
+
     /** Writes {@code name.c} (or uses the extension given) and compiles it with {@code -c} into {@code name.o}. */
     public static Path object(Path dir, String name, String source, String... flags) {
         Path src = write(dir, name.contains(".") ? name : name + ".c", source);

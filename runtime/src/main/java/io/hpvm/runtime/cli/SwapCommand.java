@@ -1,5 +1,7 @@
 package io.hpvm.runtime.cli;
 
+import io.hpvm.runtime.ExitCode;
+import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.swap.SourceCompiler;
 import io.hpvm.runtime.swap.SwapEngine;
 import picocli.CommandLine.Command;
@@ -16,7 +18,8 @@ import java.util.List;
         "The object's undefined names bind to the worker: its patchable functions (through their slots), its other "
             + "symbols, then its shared libraries. Its globals and statics bind to the worker's live ones by name; "
             + "new writable data is refused (a patch must be stateless)."},
-    footer = {"", "Example:", "  gcc -O2 -c fixed.c -o fixed.o && hpvm swap compute fixed.o"})
+    footer = {"", "Examples:", "  gcc -O2 -c fixed.c -o fixed.o && hpvm swap compute fixed.o",
+        "  gcc -O2 -c pricing.c -o pricing.o && hpvm swap --all-changed pricing.o"})
 final class SwapCommand extends SessionCommand {
 
     @picocli.CommandLine.Option(names = {"-v", "--verbose"},
@@ -26,7 +29,13 @@ final class SwapCommand extends SessionCommand {
     @picocli.CommandLine.Option(names = "--timings", description = "Print how long each phase of the swap took.")
     boolean timings;
 
-    @Parameters(arity = "2..*", paramLabel = "FUNCTION... OBJECT",
+    @picocli.CommandLine.Option(names = "--all-changed",
+        description = "Swap every function of OBJECT whose code differs from the worker's (no FUNCTION names): "
+            + "compared byte for byte outside relocations, each relocation proven to reach the same symbol, variable "
+            + "or constant; whatever cannot be proven the same is swapped.")
+    boolean allChanged;
+
+    @Parameters(arity = "1..*", paramLabel = "FUNCTION... OBJECT",
         description = {"The function(s) to replace, then the relocatable object that defines them (gcc -c) or a C "
             + "source file (.c) to compile first.", "Several functions are swapped as one patch set: linked "
             + "together (they call each other's new code) and rolled back together."})
@@ -40,10 +49,29 @@ final class SwapCommand extends SessionCommand {
     public Integer call() throws Exception {
         Path object = Path.of(args.get(args.size() - 1));
         List<String> functions = args.subList(0, args.size() - 1);
+        if (allChanged != functions.isEmpty()) {
+            throw new HpvmException(ExitCode.USAGE, allChanged ? "--all-changed takes only the object, not function "
+                + "names" : "name the function(s) to swap before " + object + ", or use --all-changed");
+        }
         SwapEngine engine = new SwapEngine(session());
         Path linked = object;
         if (SourceCompiler.isSource(object)) {
             linked = SourceCompiler.compile(object, engine.compileFlags(cflags));
+        }
+        if (allChanged) {
+            SwapEngine.Changes changes = engine.changedFunctions(linked);
+            if (!changes.absent().isEmpty()) {
+                out().println("not in the worker (linked where the changed ones use them): " + String.join(", ",
+                    changes.absent()));
+            }
+            if (changes.changed().isEmpty()) {
+                out().println("no function of " + object + " differs from the worker's; nothing swapped ("
+                    + changes.same().size() + " proven the same)");
+                return 0;
+            }
+            out().println("changed functions: " + String.join(", ", changes.changed()) + " ("
+                + changes.same().size() + " proven the same)");
+            functions = changes.changed();
         }
         for (SwapEngine.Result r : engine.swap(functions, linked)) {
             report(r, object);

@@ -5,6 +5,8 @@ import io.hpvm.asm.Decoder;
 import io.hpvm.asm.Registers;
 import io.hpvm.asm.Snippets;
 import io.hpvm.loader.Elf;
+import io.hpvm.loader.ElfImage;
+import io.hpvm.loader.ImageDiff;
 import io.hpvm.loader.LinkedImage;
 import io.hpvm.loader.LoadException;
 import io.hpvm.loader.Linker;
@@ -155,6 +157,44 @@ public final class SwapEngine {
             }
             timings.mark("record");
             return results;
+        }
+    }
+
+    /**
+     * What {@code hpvm swap --all-changed} swaps: the functions of {@code object} whose code differs from the
+     * worker's (by {@link ImageDiff}, against the executable the worker runs), as registry names.
+     *
+     * @param changed the worker's patchable functions the object changes
+     * @param same    functions proven to be the same code
+     * @param absent  functions only the object has (new, or inlined everywhere in the worker)
+     */
+    public record Changes(List<String> changed, List<String> same, List<String> absent) {
+    }
+
+    public Changes changedFunctions(Path object) throws HpvmException {
+        RelocatableObject obj;
+        ElfImage exe;
+        try (Registry reg = session.openRegistry()) {
+            SessionInfo info = checkedSession(reg);
+            obj = RelocatableObject.read(object);
+            exe = ElfImage.read(Path.of("/proc/" + info.pid() + "/exe"));
+            ImageDiff.Result diff = ImageDiff.compare(obj, exe);
+            List<String> changed = new ArrayList<>();
+            List<String> same = new ArrayList<>();
+            List<String> absent = new ArrayList<>(diff.absent());
+            for (ImageDiff.Match m : diff.matches()) {
+                FunctionRecord plain = reg.function(m.name());
+                String name = plain != null && plain.address() - info.loadBias() == m.address() ? m.name()
+                    : m.name() + "@0x" + Long.toHexString(m.address());
+                if (reg.function(name) == null) {
+                    absent.add(m.name());
+                } else {
+                    (m.same() ? same : changed).add(name);
+                }
+            }
+            return new Changes(changed, same, absent);
+        } catch (LoadException e) {
+            throw ExitCode.wrap(e);
         }
     }
 
