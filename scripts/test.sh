@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-hpvm_need
+hpvm_need g++:g++   # the C++ workers of the tests
 mvn -B -ntp -Dstyle.color=never install "$@"

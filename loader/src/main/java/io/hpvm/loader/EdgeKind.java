@@ -38,7 +38,18 @@ public enum EdgeKind {
     /** {@code R_X86_64_GOTTPOFF} (initial-exec TLS): Fixup <- G + A - P : int32, G a GOT entry holding TPOFF(S). */
     GOT_TPOFF_PCREL32(4),
     /** {@code R_X86_64_TPOFF32} (local-exec TLS): Fixup <- TPOFF(S) + A : int32. */
-    TPOFF32(4);
+    TPOFF32(4),
+    /**
+     * {@code R_X86_64_TLSGD} (general-dynamic TLS): Fixup <- G + A - P : int32, G a pair of GOT entries
+     * {module id, DTPOFF(S)} passed to {@code __tls_get_addr}.
+     */
+    TLS_GD_PCREL32(4),
+    /** {@code R_X86_64_TLSLD} (local-dynamic TLS): Fixup <- G + A - P : int32, G the pair {module id, 0}. */
+    TLS_LD_PCREL32(4),
+    /** {@code R_X86_64_DTPOFF32}: Fixup <- DTPOFF(S) + A : int32, S's offset in its module's TLS block. */
+    DTPOFF32(4),
+    /** {@code R_X86_64_DTPOFF64}: Fixup <- DTPOFF(S) + A : int64. */
+    DTPOFF64(8);
 
     private final int width;
 
@@ -54,7 +65,8 @@ public enum EdgeKind {
     /** True for kinds whose value is relative to the fixup address. */
     public boolean isPcRelative() {
         return this == PCREL32 || this == BRANCH_PCREL32 || this == GOT_PCREL32 || this == PCREL64
-            || this == GOT_BASE_PCREL32 || this == GOT_BASE_PCREL64 || this == GOT_TPOFF_PCREL32;
+            || this == GOT_BASE_PCREL32 || this == GOT_BASE_PCREL64 || this == GOT_TPOFF_PCREL32
+            || this == TLS_GD_PCREL32 || this == TLS_LD_PCREL32;
     }
 
     /** Maps an ELF relocation type, or returns null when hpvm does not support it. */
@@ -74,6 +86,10 @@ public enum EdgeKind {
             case Elf.R_X86_64_SIZE64 -> SIZE64;
             case Elf.R_X86_64_GOTTPOFF -> GOT_TPOFF_PCREL32;
             case Elf.R_X86_64_TPOFF32 -> TPOFF32;
+            case Elf.R_X86_64_TLSGD -> TLS_GD_PCREL32;
+            case Elf.R_X86_64_TLSLD -> TLS_LD_PCREL32;
+            case Elf.R_X86_64_DTPOFF32 -> DTPOFF32;
+            case Elf.R_X86_64_DTPOFF64 -> DTPOFF64;
             default -> null;
         };
     }

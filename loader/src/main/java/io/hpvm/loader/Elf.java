@@ -53,6 +53,10 @@ public final class Elf {
     public static final int R_X86_64_GOTPCREL = 9;
     public static final int R_X86_64_32 = 10;
     public static final int R_X86_64_32S = 11;
+    public static final int R_X86_64_DTPOFF64 = 17;
+    public static final int R_X86_64_TLSGD = 19;
+    public static final int R_X86_64_TLSLD = 20;
+    public static final int R_X86_64_DTPOFF32 = 21;
     public static final int R_X86_64_GOTTPOFF = 22;
     public static final int R_X86_64_TPOFF32 = 23;
     public static final int R_X86_64_PC64 = 24;

@@ -15,10 +15,13 @@ import java.util.Map;
  * @param veneers      veneers made for branches to targets beyond +-2 GiB
  * @param code         run-time {@code [start, end)} of each executable section placed
  * @param entries      run-time address of each entry linked (one, or the members of a patch set)
+ * @param unwindInfo   run-time address of the image's {@code .eh_frame} (the object's CIEs and the FDEs of the code
+ *                     placed, relocated, ending with a zero terminator), for {@code __register_frame_info}; 0 when
+ *                     the object has no unwind information for it
  */
 public record LinkedImage(long base, byte[] bytes, long entryAddress, Map<String, Long> sections,
                           Map<String, SymbolResolver.Resolution> bindings, int gotEntries, int veneers,
-                          List<long[]> code, Map<String, Long> entries) {
+                          List<long[]> code, Map<String, Long> entries, long unwindInfo) {
 
     /** The bytes from {@code address} to the end of the executable section that contains it, or null. */
     public byte[] codeFrom(long address) {

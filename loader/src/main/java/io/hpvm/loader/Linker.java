@@ -41,6 +41,8 @@ public final class Linker {
     /** Set when an unresolved or refused name was referenced from a section that holds several functions. */
     private String sharedSection;
     private final Map<String, SymbolResolver.Resolution> bindings = new TreeMap<>();
+    /** The object's unwind information for the sections placed, or null. */
+    private UnwindInfo unwind;
 
     /** A fixup: at {@code section+offset}, write {@code kind} of target (object section + offset, or absolute). */
     private record Edge(Section section, Relocation rel, EdgeKind kind, int targetSection, long targetValue,
@@ -57,6 +59,8 @@ public final class Linker {
     /** Edge target kinds that are not a section of the object. */
     private static final int ABSOLUTE = -1;
     private static final int GOT_BASE = -2;
+    /** glibc gives the main program TLS module id 1. */
+    private static final long EXECUTABLE_TLS_MODULE = 1;
 
     private Linker(RelocatableObject obj, List<String> entryNames, SymbolResolver resolver) {
         this.obj = obj;
@@ -110,11 +114,13 @@ public final class Linker {
             entries.add(entry);
             include(entry.sectionIndex());
         }
-        while (!work.isEmpty()) {
-            Section s = obj.section(work.poll());
-            for (Relocation r : obj.relocations(s.index())) {
-                edges.add(edge(s, r));
+        drainWork();
+        unwind = UnwindInfo.select(obj, included, obj.sections().size());
+        if (unwind != null) {
+            for (Relocation r : unwind.relocations()) {
+                edges.add(edge(unwind.section(), r));
             }
+            drainWork(); // the FDEs' language-specific data (.gcc_except_table) and what it refers to
         }
         if (!unresolved.isEmpty()) {
             throw new LoadException(LoadException.Kind.LINK, objName + ": cannot resolve " + unresolved.size()
@@ -123,6 +129,15 @@ public final class Linker {
                 + sharedSectionHint());
         }
         return layout(base, entries);
+    }
+
+    private void drainWork() throws LoadException {
+        while (!work.isEmpty()) {
+            Section s = obj.section(work.poll());
+            for (Relocation r : obj.relocations(s.index())) {
+                edges.add(edge(s, r));
+            }
+        }
     }
 
     private void include(int sectionIndex) {
@@ -135,10 +150,14 @@ public final class Linker {
         if (r.type() == Elf.R_X86_64_GOTTPOFF || r.type() == Elf.R_X86_64_TPOFF32) {
             return tlsEdge(s, r);
         }
+        if (r.type() == Elf.R_X86_64_TLSGD || r.type() == Elf.R_X86_64_TLSLD || r.type() == Elf.R_X86_64_DTPOFF32
+            || r.type() == Elf.R_X86_64_DTPOFF64) {
+            return dynamicTlsEdge(s, r);
+        }
         if (Elf.isTlsRelocation(r.type())) {
             throw refusedTls(describe(obj.symbols().get(r.symbolIndex())), s.name() + "+" + Elf.hex(r.offset())
-                + " (" + Elf.relocationName(r.type()) + "; only the initial-exec and local-exec models are supported: "
-                + "compile the patch with -ftls-model=initial-exec)");
+                + " (" + Elf.relocationName(r.type()) + "; TLS descriptors are not supported: compile the patch with "
+                + "-mtls-dialect=gnu, the default)");
         }
         EdgeKind kind = EdgeKind.of(r.type());
         if (kind == null) {
@@ -189,7 +208,7 @@ public final class Linker {
         if (target.isTls() || sym.type() == Elf.STT_TLS) {
             throw refusedTls(sym.name(), where);
         }
-        if (target.isWritableData()) {
+        if (target.isWritableData() && !isConstantCell(target)) {
             return new Edge(s, r, kind, ABSOLUTE, bindData(s, sym, 0, where), sym.name());
         }
         if (target.isExecutable() && !sym.isLocal() && !(entryNames.size() > 1 && entryNames.contains(sym.name()))) {
@@ -226,12 +245,36 @@ public final class Linker {
         return new Edge(s, r, EdgeKind.of(r.type()), ABSOLUTE, tpoff, sym.name());
     }
 
+    /**
+     * General- and local-dynamic access to a thread-local variable of the worker's executable (TLS module 1): the
+     * code asks {@code __tls_get_addr} with a GOT pair {module, offset}, made beside the code, then (local-dynamic)
+     * adds the variable's offset in the block. The code is kept as the compiler wrote it (no relaxation).
+     */
+    private Edge dynamicTlsEdge(Section s, Relocation r) throws LoadException {
+        EdgeKind kind = EdgeKind.of(r.type());
+        Symbol sym = obj.symbols().get(r.symbolIndex());
+        String where = s.name() + "+" + Elf.hex(r.offset());
+        if (kind == EdgeKind.TLS_LD_PCREL32) {
+            return new Edge(s, r, kind, ABSOLUTE, 0, "(the executable's TLS block)");
+        }
+        if (sym.type() == Elf.STT_SECTION) {
+            sym = coveringSymbol(obj.section(sym.sectionIndex()), r, EdgeKind.DTPOFF32, where);
+        }
+        Long offset = sym.name().isEmpty() ? null : resolver.moduleTlsOffset(sym.name(), sym);
+        if (offset == null) {
+            throw refusedTls(sym.name(), where + " (" + Elf.relocationName(r.type()) + "): the worker's executable "
+                + "has no such thread-local variable (those of shared libraries are not supported)");
+        }
+        bindings.put(sym.name(), new SymbolResolver.Resolution(offset, "thread-local, module 1 +" + offset));
+        return new Edge(s, r, kind, ABSOLUTE, offset, sym.name());
+    }
+
     private Edge sectionEdge(Section s, Relocation r, EdgeKind kind, Section target, String where)
         throws LoadException {
         if (target.isTls()) {
             throw refusedTls(target.name(), where);
         }
-        if (target.isWritableData()) {
+        if (target.isWritableData() && !isConstantCell(target)) {
             Symbol covering = coveringSymbol(target, r, kind, where);
             return new Edge(s, r, kind, ABSOLUTE, bindData(s, covering, covering.value(), where), covering.name());
         }
@@ -269,6 +312,15 @@ public final class Linker {
             + Elf.relocationName(r.type()) + " at " + where + " refers to " + target.name() + "+" + Elf.hex(r.addend())
             + ", which cannot be tied to exactly one named variable (" + names + "); a patch may only use the "
             + "worker's existing variables, so hpvm refuses rather than guess");
+    }
+
+    /**
+     * {@code DW.ref.NAME}: an 8-byte cell holding the address of a personality routine or a type_info, which the
+     * unwinder reads through the CIE's and the LSDA's indirect pointers. Writable only so that the dynamic linker can
+     * fill it in; nothing writes it at run time, so the patch's own copy is placed with its read-only data.
+     */
+    private static boolean isConstantCell(Section s) {
+        return s.name().startsWith(".data.rel.local.DW.ref.") || s.name().startsWith(".data.DW.ref.");
     }
 
     private long bindData(Section from, Symbol sym, long symbolOffset, String where) throws LoadException {
@@ -335,6 +387,12 @@ public final class Linker {
                 cursor += s.size();
             }
         }
+        long unwindAt = 0;
+        if (unwind != null) {
+            unwindAt = align(cursor, 8);
+            addressOf.put(unwind.section().index(), unwindAt);
+            cursor = unwindAt + unwind.section().size();
+        }
         // GOT entries: one per distinct absolute target of a GOT-relative edge.
         cursor = align(cursor, 8);
         long gotBase = cursor;
@@ -350,6 +408,15 @@ public final class Linker {
             } else if (e.kind() == EdgeKind.GOT_TPOFF_PCREL32 && !tlsGot.containsKey(e.targetValue())) {
                 tlsGot.put(e.targetValue(), cursor);
                 cursor += 8;
+            }
+        }
+        // tls_index pairs {module 1, offset} for __tls_get_addr, one per distinct offset (local-dynamic: offset 0).
+        Map<Long, Long> tlsPairs = new LinkedHashMap<>();
+        for (Edge e : edges) {
+            if ((e.kind() == EdgeKind.TLS_GD_PCREL32 || e.kind() == EdgeKind.TLS_LD_PCREL32)
+                && !tlsPairs.containsKey(e.targetValue())) {
+                tlsPairs.put(e.targetValue(), cursor);
+                cursor += 16;
             }
         }
         // Veneers for branches whose absolute target is out of reach from anywhere in the image.
@@ -373,7 +440,8 @@ public final class Linker {
         byte[] image = new byte[(int) size];
         ByteBuffer out = ByteBuffer.wrap(image).order(ByteOrder.LITTLE_ENDIAN);
         for (Map.Entry<Integer, Long> p : addressOf.entrySet()) {
-            Section s = obj.section(p.getKey());
+            Section s = unwind != null && p.getKey() == unwind.section().index() ? unwind.section()
+                : obj.section(p.getKey());
             if (s.type() != Elf.SHT_NOBITS) {
                 System.arraycopy(s.data(), 0, image, (int) (p.getValue() - base), s.data().length);
             }
@@ -382,6 +450,10 @@ public final class Linker {
             for (Map.Entry<Long, Long> g : table.entrySet()) {
                 out.putLong((int) (g.getValue() - base), g.getKey());
             }
+        }
+        for (Map.Entry<Long, Long> t : tlsPairs.entrySet()) {
+            out.putLong((int) (t.getValue() - base), EXECUTABLE_TLS_MODULE).putLong((int) (t.getValue() - base) + 8,
+                t.getKey());
         }
         for (Map.Entry<Long, Long> v : veneers.entrySet()) {
             int at = (int) (v.getValue() - base);
@@ -424,6 +496,10 @@ public final class Linker {
                 case SIZE64 -> out.putLong(at, e.symbolSize() + a);
                 case GOT_TPOFF_PCREL32 -> out.putInt(at, checked(e, tlsGot.get(e.targetValue()) + a - p, s, p));
                 case TPOFF32 -> out.putInt(at, checked(e, e.targetValue() + a, s, p));
+                case TLS_GD_PCREL32, TLS_LD_PCREL32 -> out.putInt(at, checked(e, tlsPairs.get(e.targetValue()) + a - p,
+                    s, p));
+                case DTPOFF32 -> out.putInt(at, checked(e, e.targetValue() + a, s, p));
+                case DTPOFF64 -> out.putLong(at, e.targetValue() + a);
                 default -> throw new IllegalStateException(e.kind().toString());
             }
         }
@@ -432,8 +508,7 @@ public final class Linker {
             entryAddresses.put(entryNames.get(k), addressOf.get(entries.get(k).sectionIndex()) + entries.get(k).value());
         }
         return new LinkedImage(base, image, entryAddresses.get(entryNames.get(0)), placed, bindings,
-            got.size() + tlsGot.size(),
-            veneers.size(), codeRanges, entryAddresses);
+            got.size() + tlsGot.size() + 2 * tlsPairs.size(), veneers.size(), codeRanges, entryAddresses, unwindAt);
     }
 
     private static long targetAddress(Edge e, Map<Integer, Long> addressOf, long gotBase) {

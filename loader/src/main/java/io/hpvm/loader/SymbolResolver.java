@@ -24,6 +24,15 @@ public interface SymbolResolver {
     }
 
     /**
+     * For general- and local-dynamic TLS access ({@code __tls_get_addr}): the offset of the target's thread-local
+     * variable {@code name} within the TLS block of the executable, which is module 1; null when the executable has
+     * no such variable. (Libraries' variables are not offered: their module ids are the dynamic linker's.)
+     */
+    default Long moduleTlsOffset(String name, Symbol symbol) {
+        return null;
+    }
+
+    /**
      * A resolved address.
      *
      * @param address run-time address in the target

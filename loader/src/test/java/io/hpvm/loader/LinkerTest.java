@@ -191,4 +191,71 @@ class LinkerTest {
         assertTrue(e.getMessage().contains("unsupported relocation R_X86_64_16 at .text+0x1 against 'ext'"),
             e.getMessage());
     }
+
+    /** The FDEs of an image's unwind information: {pc_begin, pc_range} each, after checking every CIE pointer. */
+    static java.util.List<long[]> fdes(LinkedImage img) {
+        ByteBuffer b = le(img);
+        int o = (int) (img.unwindInfo() - img.base());
+        java.util.Set<Integer> cies = new java.util.HashSet<>();
+        java.util.List<long[]> out = new java.util.ArrayList<>();
+        while (true) {
+            int length = b.getInt(o);
+            if (length == 0) {
+                break;
+            }
+            int id = b.getInt(o + 4);
+            if (id == 0) {
+                cies.add(o);
+            } else {
+                assertTrue(cies.contains(o + 4 - id), "FDE at +" + o + " points at a CIE");
+                long field = img.base() + o + 8;
+                out.add(new long[] {field + b.getInt(o + 8), b.getInt(o + 12)});
+            }
+            o += 4 + length;
+        }
+        return out;
+    }
+
+    @Test
+    void unwindInfoDescribesExactlyTheCodePlaced() throws LoadException {
+        Path o = Gcc.object(dir, "unwind", """
+            int f(int x) { extern int g(int); return g(x) + 1; }
+            int unrelated(int x) { extern int g(int); return g(x) * 2; }
+            """, "-O2", "-ffunction-sections");
+        LinkedImage img = Linker.link(RelocatableObject.read(o), "f",
+            (n, s) -> new SymbolResolver.Resolution(NEAR, "test"), BASE);
+        assertTrue(img.unwindInfo() > img.base(), "unwind info placed");
+        java.util.List<long[]> fdes = fdes(img);
+        assertEquals(1, fdes.size(), "one FDE: f's, not unrelated's");
+        assertEquals(img.entryAddress(), fdes.get(0)[0], "the FDE's pc_begin is f's new address");
+        assertEquals(img.sections().get(".text.f") + 0, fdes.get(0)[0]);
+    }
+
+    @Test
+    void cxxUnwindInfoBringsItsExceptionTablesAndPersonality() throws LoadException {
+        Path o = Gcc.object(dir, "throws.cc", """
+            #include <stdexcept>
+            struct Guard { int *p; ~Guard() { (*p)++; } };
+            int cleanups;
+            int check(int x) {
+                Guard g{&cleanups};
+                if (x % 5 == 0) throw std::runtime_error("bad");
+                return x * 2;
+            }
+            int other(int x) { try { return check(x); } catch (int) { return -2; } }
+            """, "-O2", "-ffunction-sections");
+        LinkedImage img = Linker.link(RelocatableObject.read(o), "_Z5checki",
+            (n, s) -> new SymbolResolver.Resolution(NEAR, "test"), BASE);
+        java.util.List<long[]> fdes = fdes(img);
+        for (long[] fde : fdes) {
+            assertTrue(img.codeFrom(fde[0]) != null, "every FDE describes code placed: " + Long.toHexString(fde[0]));
+        }
+        assertTrue(fdes.stream().anyMatch(f -> f[0] == img.entryAddress()), "check() has its FDE");
+        assertTrue(img.sections().keySet().stream().anyMatch(n -> n.startsWith(".gcc_except_table")),
+            "check()'s cleanup table is placed: " + img.sections());
+        Long personality = img.sections().get(".data.rel.local.DW.ref.__gxx_personality_v0");
+        assertTrue(personality != null, "the personality cell is placed: " + img.sections());
+        assertEquals(NEAR, le(img).getLong((int) (personality - BASE)), "and holds the worker's personality routine");
+        assertTrue(!img.sections().containsKey(".text._Z5otheri"), "other() is not placed");
+    }
 }

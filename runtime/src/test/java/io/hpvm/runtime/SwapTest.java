@@ -353,10 +353,13 @@ class SwapTest {
         }
     }
 
-    /** A patch reading and updating the worker's thread-local variable (initial-exec and local-exec access). */
+    /**
+     * A patch reading and updating the worker's thread-local variable: initial-exec and local-exec access, and
+     * general-dynamic (-fPIC) through __tls_get_addr with the executable's module id.
+     */
     @ParameterizedTest(name = "patch flags: {0}")
     @CsvSource({"extern,-O2", "extern,-O2 -fno-pie", "extern,-O2 -fPIC -ftls-model=initial-exec",
-        "defines,-O2 -fno-pie"})
+        "defines,-O2 -fno-pie", "extern,-O2 -fPIC", "defines,-O2 -fPIC", "defines,-O0 -fPIC"})
     void patchUsesTheWorkersThreadLocalVariable(String declaration, String patchFlags) {
         Path exe = Gcc.executable(dir, "tls", """
             #include <stdio.h>
@@ -374,7 +377,8 @@ class SwapTest {
         Path patch = Gcc.object(dir, "tls_fix", decl + "long tick(void) { tls_counter += 100; return tls_counter; }\n",
             patchFlags.split(" "));
         String relocs = Gcc.tool("readelf", "-rW", patch.toString());
-        assertTrue(relocs.contains("R_X86_64_GOTTPOFF") || relocs.contains("R_X86_64_TPOFF32"), relocs);
+        assertTrue(relocs.contains("R_X86_64_GOTTPOFF") || relocs.contains("R_X86_64_TPOFF32")
+            || relocs.contains("R_X86_64_TLSGD"), relocs);
         try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
             List<String> before = w.awaitLines(w.mark(), 3, WAIT);
             long last = Long.parseLong(before.get(2).split(" ")[1]);
@@ -387,6 +391,61 @@ class SwapTest {
                     + after);
                 prev = v;
             }
+        }
+    }
+
+    /** A file-static thread-local variable, the file recompiled with -fPIC: local-dynamic access (TLSLD, DTPOFF32). */
+    @Test
+    void patchUsesAFileStaticThreadLocalThroughLocalDynamicAccess() {
+        String source = """
+            #include <stdio.h>
+            #include <unistd.h>
+            static __thread long seen = 7;
+            __attribute__((noinline)) long tick(void) { return ++seen; }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { long v = tick(); printf("%ld %ld\\n", i, v); usleep(20000); }
+            }
+            """;
+        Path exe = Gcc.executable(dir, "ticker", source, "-O2");
+        Path patch = Gcc.object(dir.resolve("fix"), "ticker", source.replace("return ++seen;",
+            "seen += 100; return seen;"), "-O2", "-fPIC");
+        String relocs = Gcc.tool("readelf", "-rW", patch.toString());
+        assertTrue(relocs.contains("R_X86_64_TLSLD") && relocs.contains("R_X86_64_DTPOFF32"), relocs);
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            long last = Long.parseLong(w.awaitLines(w.mark(), 3, WAIT).get(2).split(" ")[1]);
+            ok(Hpvm.cmd(sessions(), "swap", "tick", patch.toString()));
+            List<String> after = PatchSetTest.from(w, l -> Long.parseLong(l.split(" ")[1]) > last + 100, 3);
+            long prev = -1;
+            for (String line : after) {
+                long v = Long.parseLong(line.split(" ")[1]);
+                assertTrue(prev < 0 || v == prev + 100, "the worker's static TLS counter goes on by 100: " + after);
+                prev = v;
+            }
+        }
+    }
+
+    /** A function the compiler also inlined: the swap goes through, and the warning names where (from DWARF). */
+    @ParameterizedTest(name = "worker flags: {0}")
+    @CsvSource({"-O2 -g,true", "-O2,false"})
+    void inlinedCopiesAreReportedFromDebugInformation(String flags, boolean debugInfo) {
+        Path exe = Gcc.executable(dir, "inlined", """
+            #include <stdio.h>
+            #include <unistd.h>
+            long price(long x) { return x * 10 + 1; }
+            static long twice(long x) { return price(x) + price(x + 1); }
+            long api(long x) { return twice(x) - 1; }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { printf("%ld %ld\\n", i, api(i)); usleep(20000); }
+            }
+            """, flags.split(" "));
+        Path patch = Gcc.object(dir, "inlined_fix", "long price(long x) { return x * 10 + 2; }\n", "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            Hpvm.Result r = Hpvm.cmd(sessions(), "swap", "price", patch.toString());
+            assertEquals(0, r.code(), r.toString());
+            assertEquals(debugInfo, r.err().contains("the compiler inlined price into 1 other function(s) of the "
+                + "worker (api, from its debug information)"), r.toString());
         }
     }
 

@@ -33,9 +33,16 @@ final class PatchCommand extends SessionCommand {
     @Parameters(index = "1", paramLabel = "NEW.c", description = "The edited source file.")
     Path newSource;
 
+    @Option(names = "--no-unwind-info",
+        description = "Do not register the patch's unwind information (.eh_frame) with the worker's unwinder. By "
+            + "default it is, when the worker has one loaded (C++, libgcc_s): the supervisor pauses one worker thread "
+            + "for about a millisecond to call __register_frame_info. Without it, a C++ exception thrown through the "
+            + "new code terminates the worker.")
+    boolean noUnwindInfo;
+
     @Override
     public Integer call() throws Exception {
-        SwapEngine engine = new SwapEngine(session());
+        SwapEngine engine = new SwapEngine(session()).registerUnwindInfo(!noUnwindInfo);
         String flags = engine.compileFlags(cflags) + " -ffunction-sections -fdata-sections";
         Path oldObject = SourceCompiler.compile(oldSource, flags);
         Path newObject = SourceCompiler.compile(newSource, flags);
@@ -58,6 +65,9 @@ final class PatchCommand extends SessionCommand {
         try {
             for (SwapEngine.Result r : engine.swap(set, newObject)) {
                 out().println(SwapEngine.describe(r, newSource));
+                for (String warning : SwapEngine.warnings(r)) {
+                    err().println("hpvm: warning: " + warning);
+                }
             }
         } catch (HpvmException e) {
             throw new HpvmException(e.code(), "patch " + newSource + " (" + String.join(", ", set) + "): "

@@ -45,15 +45,23 @@ final class SwapCommand extends SessionCommand {
         description = "Flags for compiling a .c file (default: those given to 'hpvm run --cflags', else -O2).")
     String cflags;
 
+    @picocli.CommandLine.Option(names = "--no-unwind-info",
+        description = "Do not register the patch's unwind information (.eh_frame) with the worker's unwinder. By "
+            + "default it is, when the worker has one loaded (C++, libgcc_s): the supervisor pauses one worker thread "
+            + "for about a millisecond to call __register_frame_info. Without it, a C++ exception thrown through the "
+            + "new code terminates the worker.")
+    boolean noUnwindInfo;
+
     @Override
     public Integer call() throws Exception {
         Path object = Path.of(args.get(args.size() - 1));
         List<String> functions = args.subList(0, args.size() - 1);
         if (allChanged != functions.isEmpty()) {
-            throw new HpvmException(ExitCode.USAGE, allChanged ? "--all-changed takes only the object, not function "
-                + "names" : "name the function(s) to swap before " + object + ", or use --all-changed");
+            throw new HpvmException(ExitCode.USAGE, allChanged ? "--all-changed takes only the OBJECT, not function "
+                + "names" : "missing FUNCTION or OBJECT: 'hpvm swap FUNCTION... OBJECT', or 'hpvm swap --all-changed "
+                + "OBJECT'");
         }
-        SwapEngine engine = new SwapEngine(session());
+        SwapEngine engine = new SwapEngine(session()).registerUnwindInfo(!noUnwindInfo);
         Path linked = object;
         if (SourceCompiler.isSource(object)) {
             linked = SourceCompiler.compile(object, engine.compileFlags(cflags));
@@ -90,14 +98,8 @@ final class SwapCommand extends SessionCommand {
                 res.origin()));
             out().printf("  %d GOT entries, %d veneers%n", r.image().gotEntries(), r.image().veneers());
         }
-        if (!r.clones().isEmpty()) {
-            err().println("hpvm: warning: the compiler also made copies of " + r.function() + " in the worker ("
-                + String.join(", ", r.clones()) + "); callers that use them still run the old code");
-        }
-        if (!r.reachesEveryCall()) {
-            err().println("hpvm: warning: the entry of " + r.function() + " is not redirected (see 'hpvm ls'), so "
-                + "only its rewritten direct call sites reach the new version; calls through function pointers, "
-                + "short tail jumps and calls the compiler inlined still run the original");
+        for (String warning : SwapEngine.warnings(r)) {
+            err().println("hpvm: warning: " + warning);
         }
     }
 }

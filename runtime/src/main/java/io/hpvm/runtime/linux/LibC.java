@@ -30,6 +30,7 @@ public interface LibC extends Library {
     int PTRACE_SETREGS = 13;
     int PTRACE_DETACH = 17;
     int PTRACE_SEIZE = 0x4206;
+    int PTRACE_INTERRUPT = 0x4207;
     int PTRACE_O_TRACEEXEC = 0x10;
     int PTRACE_O_EXITKILL = 0x100000;
     int PTRACE_EVENT_EXEC = 4;
@@ -86,4 +87,9 @@ public interface LibC extends Library {
     int flock(int fd, int operation) throws LastErrorException;
 
     String strerror(int errnum);
+
+    /** {@code syscall(2)} with two arguments (pidfd_open). */
+    long syscall(long number, long a, long b) throws LastErrorException;
+
+    int poll(Pointer fds, int nfds, int timeout) throws LastErrorException;
 }

@@ -41,6 +41,43 @@ public final class Tracee {
         return new Tracee(pid);
     }
 
+    /**
+     * Seizes one thread of a running worker for a short operation ({@link RemoteThread}); without
+     * {@code PTRACE_O_EXITKILL}, since the worker must outlive the supervisor's interest in it.
+     */
+    public static Tracee seizeThread(int tid) throws SystemException {
+        try {
+            C.ptrace(LibC.PTRACE_SEIZE, tid, 0, 0);
+        } catch (LastErrorException e) {
+            throw new SystemException("ptrace(PTRACE_SEIZE, thread " + tid + "): " + e.getMessage(), e);
+        }
+        return new Tracee(tid);
+    }
+
+    /** Stops the (seized, running) tracee; the stop is then reported by {@link #waitStop}. */
+    public void interrupt() throws SystemException {
+        call("PTRACE_INTERRUPT", LibC.PTRACE_INTERRUPT, 0, 0);
+    }
+
+    /** Detaches, delivering {@code signal} (0 for none) as the tracee resumes. */
+    public void detach(int signal) throws SystemException {
+        call("PTRACE_DETACH", LibC.PTRACE_DETACH, 0, signal);
+    }
+
+    /** The next stop or exit, or null when there is none yet. */
+    public WaitStatus pollStop() throws SystemException {
+        IntByReference status = new IntByReference();
+        try {
+            int got = C.waitpid(pid, status, LibC.__WALL | LibC.WNOHANG);
+            return got == 0 ? null : new WaitStatus(status.getValue());
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() == 4) {
+                return null;
+            }
+            throw SystemException.of("waitpid(" + pid + ")", e.getErrorCode());
+        }
+    }
+
     /** Waits for the next stop or exit of the tracee. */
     public WaitStatus waitStop() throws SystemException {
         IntByReference status = new IntByReference();

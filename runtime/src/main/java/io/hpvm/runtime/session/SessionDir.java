@@ -88,6 +88,11 @@ public final class SessionDir {
         return dir.resolve("code");
     }
 
+    /** The supervisor's request socket ({@link ControlClient}). */
+    public Path control() {
+        return dir.resolve("control");
+    }
+
     public Path registry() {
         return dir.resolve("registry");
     }

@@ -59,6 +59,14 @@ public final class Supervisor {
     private final Options options;
     private final PrintStream err;
 
+    /**
+     * Placed before the arena, for calls the supervisor later makes in the worker ({@code RemoteThread}): an
+     * {@code int3} at +0 for called functions to return to, and {@code syscall; int3} at +8.
+     */
+    private static final byte[] CALL_PAD = {
+        (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc,
+        0x0f, 0x05, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc};
+
     public Supervisor(Options options, PrintStream err) {
         this.options = options;
         this.err = err;
@@ -90,16 +98,21 @@ public final class Supervisor {
         SessionDir session = null;
         SessionDir.Lock lock = null;
         Setup setup;
+        ControlServer server = null;
         try {
             Tracee tracee = Spawner.runToEntry(pid, program.toString());
             timings.mark("spawn");
             session = SessionDir.create(pid);
             lock = session.lock();
             setup = prepare(tracee, image, functions, session, timings);
+            server = new ControlServer(session, pid, setup.callPad);
             tracee.detach();
             timings.mark("detach");
         } catch (HpvmException | RuntimeException e) {
             killQuietly(pid);
+            if (server != null) {
+                server.close();
+            }
             if (lock != null) {
                 lock.close();
             }
@@ -126,7 +139,10 @@ public final class Supervisor {
                 setup.bytesScanned, timings.micros().getOrDefault("decode", 0L) / 1000.0,
                 setup.bytesScanned / Math.max(1.0, timings.micros().getOrDefault("decode", 1L)));
         }
-        int status = waitForExit(pid);
+        int status;
+        try (ControlServer control = server) {
+            status = control.serveUntilExit();
+        }
         session.delete();
         return status;
     }
@@ -138,6 +154,8 @@ public final class Supervisor {
         long codeAddress;
         long codeSize;
         long arenaStart;
+        /** {@link #CALL_PAD}'s address in the worker. */
+        long callPad;
         int callSites;
         long bytesScanned;
         long trampolines;
@@ -176,7 +194,8 @@ public final class Supervisor {
         s.slotsAddress = Placement.choose(maps, exeRange[0], exeRange[1], block);
         s.codeAddress = s.slotsAddress + slotsSize;
         s.trampolines = s.codeAddress + stubsSize;
-        s.arenaStart = s.trampolines + trampolinesSize;
+        s.callPad = s.trampolines + trampolinesSize;
+        s.arenaStart = s.callPad + CALL_PAD.length;
 
         try (SlotTable slots = SlotTable.create(session.slots(), n);
              CodeRegion code = CodeRegion.create(session.code(), s.codeSize, s.codeAddress);
@@ -188,6 +207,7 @@ public final class Supervisor {
                 code.write(stubAddress(s, i), Snippets.stub(stubAddress(s, i), s.slotsAddress + SlotTable.offset(i)));
                 slotOfEntry.put(entry, i);
             }
+            code.write(s.callPad, CALL_PAD);
             timings.mark("stubs");
             long entryPoint = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
             try (Injector inj = new Injector(tracee, mem, entryPoint)) {
@@ -421,23 +441,6 @@ public final class Supervisor {
             throw new HpvmException(ExitCode.BAD_FILE, p + ": not an executable file");
         }
         return p;
-    }
-
-    private static int waitForExit(int pid) throws SystemException {
-        com.sun.jna.ptr.IntByReference status = new com.sun.jna.ptr.IntByReference();
-        while (true) {
-            try {
-                LibC.INSTANCE.waitpid(pid, status, 0);
-                WaitStatus st = new WaitStatus(status.getValue());
-                if (st.exited() || !st.stopped()) {
-                    return st.shellStatus();
-                }
-            } catch (com.sun.jna.LastErrorException e) {
-                if (e.getErrorCode() != 4) {
-                    throw SystemException.of("waitpid(" + pid + ")", e.getErrorCode());
-                }
-            }
-        }
     }
 
     private static void killQuietly(int pid) {

@@ -40,13 +40,23 @@ public final class SwapEngine {
     /** The outcome of a swap or rollback, for the one-line report. */
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
                          boolean reachesEveryCall, long preserved, LinkedImage image, Timings timings,
-                         List<String> clones) {
+                         List<String> clones, String unwind, java.util.Set<String> inlinedInto) {
     }
 
     private final SessionDir session;
+    private boolean registerUnwindInfo = true;
 
     public SwapEngine(SessionDir session) {
         this.session = session;
+    }
+
+    /**
+     * Whether swaps register the patch's unwind information with the worker's unwinder (default on; see
+     * {@link #registerUnwind}).
+     */
+    public SwapEngine registerUnwindInfo(boolean on) {
+        this.registerUnwindInfo = on;
+        return this;
     }
 
     /** Replaces {@code function}'s body with {@code function} from {@code object}. */
@@ -100,6 +110,8 @@ public final class SwapEngine {
                 throw new HpvmException(ExitCode.of(e), e.getMessage() + more, e);
             }
             timings.mark("link");
+            java.util.Map<String, java.util.Set<String>> inlined = inlinedCopies(symbols, entries);
+            timings.mark("dwarf");
             // A register-preserving thunk per member whose new version writes more than its original.
             long end = base + image.size();
             long[] targets = new long[fns.size()];
@@ -130,19 +142,23 @@ public final class SwapEngine {
             }
             // Reserve first: if anything below fails, the space is lost but never reused under a running thread.
             reg.putSession(info.withArenaNext(end));
+            String unwind;
             try (CodeRegion code = CodeRegion.open(session.code(), info.code());
                  SlotTable slots = SlotTable.open(session.slots())) {
                 code.write(base, image.bytes());
                 for (int k = 0; k < thunks.size(); k++) {
                     code.write(thunkAt.get(k), thunks.get(k));
                 }
+                timings.mark("write");
+                unwind = registerUnwind(symbols, image);
+                timings.mark("unwind");
                 for (int i = 0; i < fns.size(); i++) {
                     slots.setRelease(fns.get(i).slot(), targets[i]);
                 }
             } catch (IOException e) {
                 throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
             }
-            timings.mark("write-and-store");
+            timings.mark("store");
             String set = fns.size() > 1 ? String.join(",", names) : "";
             List<Result> results = new ArrayList<>();
             for (int i = 0; i < fns.size(); i++) {
@@ -153,7 +169,8 @@ public final class SwapEngine {
                 reg.putFunction(fn.withCurrent(version, version + 1));
                 results.add(new Result(fn.name(), fn.current(), version, targets[i], i == 0 ? end - base : 0,
                     (System.nanoTime() - t0) / 1000, fn.entryRedirected(), preserved[i], image, timings,
-                    clones(symbols, fn)));
+                    clones(symbols, fn), unwind, inlined.getOrDefault(fn.name().replaceFirst("@0x[0-9a-f]+$", ""),
+                    java.util.Set.of())));
             }
             timings.mark("record");
             return results;
@@ -196,6 +213,30 @@ public final class SwapEngine {
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }
+    }
+
+    /**
+     * Makes the new code's unwind information known to the worker's unwinder, so that C++ exceptions,
+     * {@code backtrace()} and thread cancellation can unwind through it: the linked image carries a relocated
+     * {@code .eh_frame}, and the supervisor calls {@code __register_frame_info} on it in the worker (a call needs
+     * ptrace rights, which the supervisor has as the worker's parent). Done before the slot store, so a failure
+     * leaves the worker unchanged. Skipped when the image has no unwind information or the worker has no unwinder
+     * loaded (a C program without libgcc_s: nothing there could unwind). Returns what was done, for the report.
+     */
+    private String registerUnwind(WorkerSymbols symbols, LinkedImage image) throws SystemException {
+        if (image.unwindInfo() == 0) {
+            return "";
+        }
+        if (!registerUnwindInfo) {
+            return "unwind info not registered (--no-unwind-info)";
+        }
+        io.hpvm.loader.SymbolResolver.Resolution fn = symbols.resolve("__register_frame_info", null);
+        if (fn == null) {
+            return "";
+        }
+        String detail = io.hpvm.runtime.session.ControlClient.registerUnwind(session, fn.address(),
+            image.unwindInfo());
+        return "unwind info " + detail;
     }
 
     /**
@@ -265,7 +306,52 @@ public final class SwapEngine {
         }
         reg.putFunction(fn.withCurrent(target, fn.versions()));
         return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000,
-            fn.entryRedirected(), 0, null, null, List.of());
+            fn.entryRedirected(), 0, null, null, List.of(), "", java.util.Set.of());
+    }
+
+    /**
+     * Where the compiler inlined the swapped functions in the worker, from its DWARF (when it has any): those copies
+     * keep the old code. Copies inside functions swapped in the same set (itself, for recursion) are left out.
+     */
+    private static java.util.Map<String, java.util.Set<String>> inlinedCopies(WorkerSymbols symbols,
+                                                                              List<String> functions) {
+        try {
+            java.util.Map<String, java.util.Set<String>> all = io.hpvm.loader.DwarfInlines.inlinedInto(
+                symbols.executable(), new java.util.HashSet<>(functions));
+            java.util.Map<String, java.util.Set<String>> out = new java.util.HashMap<>();
+            all.forEach((fn, into) -> {
+                java.util.Set<String> others = new java.util.TreeSet<>(into);
+                others.removeAll(functions); // swapped with it: their copies are replaced too
+                if (!others.isEmpty()) {
+                    out.put(fn, others);
+                }
+            });
+            return out;
+        } catch (LoadException e) {
+            return java.util.Map.of(); // unreadable debug information only costs the warning
+        }
+    }
+
+    /** What the user must know about a swap that went through: copies of the old code that stay in use. */
+    public static List<String> warnings(Result r) {
+        List<String> out = new ArrayList<>();
+        if (!r.clones().isEmpty()) {
+            out.add("the compiler also made copies of " + r.function() + " in the worker (" + String.join(", ",
+                r.clones()) + "); callers that use them still run the old code");
+        }
+        if (r.inlinedInto() != null && !r.inlinedInto().isEmpty()) {
+            List<String> into = new ArrayList<>(r.inlinedInto());
+            out.add("the compiler inlined " + r.function() + " into " + into.size() + " other function(s) of the "
+                + "worker (" + String.join(", ", into.subList(0, Math.min(8, into.size()))) + (into.size() > 8
+                ? ", ..." : "") + ", from its debug information); those copies still run the old code: swap them "
+                + "too, or all of them with 'hpvm patch'");
+        }
+        if (!r.reachesEveryCall()) {
+            out.add("the entry of " + r.function() + " is not redirected (see 'hpvm ls'), so only its rewritten "
+                + "direct call sites reach the new version; calls through function pointers, short tail jumps and "
+                + "calls the compiler inlined still run the original");
+        }
+        return out;
     }
 
     /**
@@ -326,7 +412,8 @@ public final class SwapEngine {
         if (fn != null) {
             return fn;
         }
-        if (Demangler.looksDemangled(name)) {
+        if (Demangler.looksDemangled(name) || !name.startsWith("_Z")) {
+            // 'ns::Class::method(int)', or a plain 'handle' for the C++ function handle(int)
             FunctionRecord cxx = byDemangledName(reg, name);
             if (cxx != null) {
                 return cxx;
@@ -352,6 +439,9 @@ public final class SwapEngine {
     private static FunctionRecord byDemangledName(Registry reg, String name) throws HpvmException {
         List<FunctionRecord> all = reg.functions();
         List<String> mangled = all.stream().map(FunctionRecord::name).toList();
+        if (mangled.stream().noneMatch(n -> n.startsWith("_Z"))) {
+            return null; // a C program: nothing to demangle
+        }
         List<String> plain = Demangler.demangle(mangled);
         List<FunctionRecord> exact = new ArrayList<>();
         List<FunctionRecord> overloads = new ArrayList<>();
@@ -382,9 +472,10 @@ public final class SwapEngine {
 
     /** Formats the one-line report of a swap. */
     public static String describe(Result r, Path object) {
-        return String.format("swapped %s: v%d -> v%d at %s (%d bytes from %s) in %.1f ms%s", r.function(),
+        return String.format("swapped %s: v%d -> v%d at %s (%d bytes from %s) in %.1f ms%s%s", r.function(),
             r.fromVersion(), r.toVersion(), Elf.hex(r.address()), r.size(), object, r.micros() / 1000.0,
             r.preserved() == 0 ? "" : "; via a register-preserving thunk (the new version may write "
-                + Long.bitCount(r.preserved()) + " registers the original left intact)");
+                + Long.bitCount(r.preserved()) + " registers the original left intact)",
+            r.unwind() == null || r.unwind().isEmpty() || r.size() == 0 ? "" : "; " + r.unwind());
     }
 }

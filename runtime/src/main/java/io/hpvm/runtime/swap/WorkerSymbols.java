@@ -160,17 +160,33 @@ public final class WorkerSymbols implements SymbolResolver {
     @Override
     public Long threadPointerOffset(String name, Symbol use) {
         io.hpvm.loader.Segment tls = exe.tlsSegment();
-        if (tls == null) {
+        Symbol s = tlsSymbol(name, use);
+        if (s == null) {
+            return null;
+        }
+        long align = Math.max(1, tls.align());
+        long blockSize = (tls.memSize() + align - 1) / align * align;
+        long firstByte = -tls.vaddr() & (align - 1);
+        return s.value() - blockSize - firstByte;
+    }
+
+    /** The executable is always TLS module 1 (glibc gives the main program the first module id). */
+    @Override
+    public Long moduleTlsOffset(String name, Symbol use) {
+        Symbol s = tlsSymbol(name, use);
+        return s == null ? null : s.value();
+    }
+
+    /** The executable's thread-local variable {@code name} (for a local, the one of the same source file). */
+    private Symbol tlsSymbol(String name, Symbol use) {
+        if (exe.tlsSegment() == null) {
             return null;
         }
         for (Symbol s : exe.symbols()) {
             if (s.type() == Elf.STT_TLS && s.isDefined() && s.name().equals(name)
                 && (!s.isLocal() || use == null || use.file() == null || s.file() == null
                 || baseName(s.file()).equals(baseName(use.file())))) {
-                long align = Math.max(1, tls.align());
-                long blockSize = (tls.memSize() + align - 1) / align * align;
-                long firstByte = -tls.vaddr() & (align - 1);
-                return s.value() - blockSize - firstByte;
+                return s;
             }
         }
         return null;

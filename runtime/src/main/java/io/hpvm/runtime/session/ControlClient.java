@@ -1,0 +1,58 @@
+package io.hpvm.runtime.session;
+
+import io.hpvm.runtime.linux.SystemException;
+
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * Requests to a session's supervisor, for the few operations that need its ptrace rights (it is the worker's
+ * parent). One request per connection on {@code SESSION/control}: a line {@code VERB ARG...}, answered by
+ * {@code ok DETAIL} or {@code error MESSAGE}. Plain swaps never use it.
+ */
+public final class ControlClient {
+
+    /** The verb of an unwind registration request (both sides use this constant). */
+    public static final String REGISTER_UNWIND = "register-unwind";
+
+    private ControlClient() {
+    }
+
+    /**
+     * Asks the supervisor to call {@code registerFunction(ehFrame, storage)} ({@code __register_frame_info}) in the
+     * worker. Returns the supervisor's detail line (which thread, how long).
+     */
+    public static String registerUnwind(SessionDir session, long registerFunction, long ehFrame)
+        throws SystemException {
+        return request(session, REGISTER_UNWIND + " " + Long.toHexString(registerFunction) + " "
+            + Long.toHexString(ehFrame));
+    }
+
+    static String request(SessionDir session, String line) throws SystemException {
+        try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            ch.connect(UnixDomainSocketAddress.of(session.control()));
+            ch.write(ByteBuffer.wrap((line + "\n").getBytes(StandardCharsets.UTF_8)));
+            ByteBuffer in = ByteBuffer.allocate(4096);
+            while (ch.read(in) >= 0 && (in.position() == 0 || in.get(in.position() - 1) != '\n')) {
+                if (!in.hasRemaining()) {
+                    break;
+                }
+            }
+            String reply = new String(in.array(), 0, in.position(), StandardCharsets.UTF_8).trim();
+            if (reply.startsWith("ok")) {
+                return reply.substring(2).trim();
+            }
+            throw new SystemException("the supervisor of session " + session.dir() + " could not do '"
+                + line.split(" ")[0] + "': " + (reply.startsWith("error ") ? reply.substring(6) : reply.isEmpty()
+                ? "it closed the connection" : reply));
+        } catch (IOException e) {
+            throw new SystemException("cannot reach the supervisor of session " + session.dir() + " at "
+                + session.control() + " (" + e.getMessage() + "); it runs as 'hpvm run' and answers while the worker "
+                + "lives", e);
+        }
+    }
+}

@@ -1,0 +1,222 @@
+package io.hpvm.runtime.supervisor;
+
+import com.sun.jna.LastErrorException;
+import com.sun.jna.Memory;
+import io.hpvm.runtime.linux.LibC;
+import io.hpvm.runtime.linux.RemoteThread;
+import io.hpvm.runtime.linux.SystemException;
+import io.hpvm.runtime.linux.WaitStatus;
+import io.hpvm.runtime.session.ControlClient;
+import io.hpvm.runtime.session.SessionDir;
+
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+
+/**
+ * The supervisor's life after the worker starts: wait for the worker to exit, and meanwhile answer the requests
+ * other hpvm commands send on {@code SESSION/control} ({@link ControlClient}) for what needs the supervisor's ptrace
+ * rights. Everything runs on the supervisor's main thread, the only one allowed to trace the worker: a small daemon
+ * thread only watches a pidfd and wakes the selector when the worker exits.
+ */
+final class ControlServer implements AutoCloseable {
+
+    private static final int SYS_PIDFD_OPEN = 434;
+    private static final int SYS_MMAP = 9;
+    private static final int OBJECT_SIZE = 128;        // >= libgcc's struct object (56 bytes in GCC 12-14)
+    private static final int OBJECT_PAGE = 16384;
+    /** How long a registration may take before it is abandoned. */
+    private static final long CALL_TIMEOUT_MS = 2000;
+
+    private final SessionDir session;
+    private final int pid;
+    private final long pad;
+    private final ServerSocketChannel server;
+    private final Selector selector;
+    private volatile boolean exited;
+    private boolean exitWatched;
+    private long objectsNext;
+    private long objectsLeft;
+
+    /**
+     * @param pad hpvm's call pad in the worker ({@code int3} at +0, {@code syscall; int3} at +8), see
+     *            {@link RemoteThread}
+     */
+    ControlServer(SessionDir session, int pid, long pad) throws SystemException {
+        this.session = session;
+        this.pid = pid;
+        this.pad = pad;
+        try {
+            Files.deleteIfExists(session.control());
+            server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+            server.bind(UnixDomainSocketAddress.of(session.control()));
+            SessionDir.makePrivate(session.control());
+            server.configureBlocking(false);
+            selector = Selector.open();
+            server.register(selector, SelectionKey.OP_ACCEPT);
+        } catch (IOException e) {
+            throw new SystemException("cannot listen on " + session.control() + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Serves requests until the worker exits; returns its exit status as a shell reports it (128+N if killed). */
+    int serveUntilExit() throws SystemException {
+        watchExit();
+        while (true) {
+            Integer status = reap();
+            if (status != null) {
+                return status;
+            }
+            try {
+                selector.select(exitWatched ? 0 : 100);
+            } catch (IOException e) {
+                throw new SystemException("control socket: " + e.getMessage(), e);
+            }
+            for (var it = selector.selectedKeys().iterator(); it.hasNext(); ) {
+                it.next();
+                it.remove();
+                try (SocketChannel ch = server.accept()) {
+                    if (ch != null) {
+                        answer(ch);
+                    }
+                } catch (IOException e) {
+                    // the client went away; nothing to answer
+                }
+            }
+        }
+    }
+
+    /** The worker's exit status once it has exited (reaping it), else null. */
+    private Integer reap() throws SystemException {
+        com.sun.jna.ptr.IntByReference status = new com.sun.jna.ptr.IntByReference();
+        try {
+            int got = LibC.INSTANCE.waitpid(pid, status, LibC.WNOHANG);
+            if (got == pid) {
+                WaitStatus st = new WaitStatus(status.getValue());
+                if (st.exited() || !st.stopped()) {
+                    return st.shellStatus();
+                }
+            }
+            return null;
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() == 4) {
+                return null;
+            }
+            throw SystemException.of("waitpid(" + pid + ")", e.getErrorCode());
+        }
+    }
+
+    /** A daemon thread that polls a pidfd (which reaps nothing) and wakes the selector when the worker exits. */
+    private void watchExit() {
+        long fd;
+        try {
+            fd = LibC.INSTANCE.syscall(SYS_PIDFD_OPEN, pid, 0);
+        } catch (LastErrorException e) {
+            return; // kernel before 5.3: the loop polls every 100 ms instead
+        }
+        exitWatched = true;
+        Thread t = new Thread(() -> {
+            Memory pfd = new Memory(8);
+            pfd.setInt(0, (int) fd);
+            pfd.setShort(4, (short) 1); // POLLIN: the process has exited
+            while (true) {
+                try {
+                    if (LibC.INSTANCE.poll(pfd, 1, -1) > 0) {
+                        break;
+                    }
+                } catch (LastErrorException e) {
+                    if (e.getErrorCode() != 4) {
+                        break;
+                    }
+                }
+            }
+            exited = true;
+            selector.wakeup();
+        }, "hpvm-exit-watch");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    private void answer(SocketChannel ch) throws IOException {
+        String request = readLine(ch);
+        String reply;
+        try {
+            reply = "ok " + handle(request);
+        } catch (SystemException | RuntimeException e) {
+            reply = "error " + e.getMessage();
+        }
+        ch.configureBlocking(true);
+        ch.write(ByteBuffer.wrap((reply.replace('\n', ' ') + "\n").getBytes(StandardCharsets.UTF_8)));
+    }
+
+    /** One request line, waiting at most a second for it (a client that sends nothing must not stall us). */
+    private static String readLine(SocketChannel ch) throws IOException {
+        ch.configureBlocking(false);
+        ByteBuffer in = ByteBuffer.allocate(1024);
+        long deadline = System.nanoTime() + 1_000_000_000L;
+        try (Selector s = Selector.open()) {
+            ch.register(s, SelectionKey.OP_READ);
+            while (in.hasRemaining() && (in.position() == 0 || in.get(in.position() - 1) != '\n')) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0 || s.select(left) == 0) {
+                    break;
+                }
+                s.selectedKeys().clear();
+                if (ch.read(in) < 0) {
+                    break;
+                }
+            }
+        }
+        return new String(in.array(), 0, in.position(), StandardCharsets.UTF_8).trim();
+    }
+
+    private String handle(String request) throws SystemException {
+        String[] w = request.split(" ");
+        if (w.length == 3 && w[0].equals(ControlClient.REGISTER_UNWIND)) {
+            return registerUnwind(Long.parseUnsignedLong(w[1], 16), Long.parseUnsignedLong(w[2], 16));
+        }
+        throw new SystemException("unknown request '" + request + "'");
+    }
+
+    /**
+     * Calls {@code __register_frame_info(ehFrame, object)} on one worker thread, with the {@code struct object}
+     * libgcc keeps in its list taken from pages hpvm maps into the worker (so the call allocates nothing: a thread
+     * interrupted inside malloc cannot deadlock it). Registrations are never undone: patch code is never freed.
+     */
+    private String registerUnwind(long function, long ehFrame) throws SystemException {
+        long t0 = System.nanoTime();
+        try (RemoteThread t = RemoteThread.attach(pid, pad)) {
+            if (objectsLeft == 0) {
+                long page = t.syscall(SYS_MMAP, 0, OBJECT_PAGE, 3 /* RW */, 0x22 /* PRIVATE|ANONYMOUS */, -1, 0);
+                if (page < 0 && page > -4096) {
+                    throw SystemException.of("mmap in the worker for unwind registrations", (int) -page);
+                }
+                objectsNext = page;
+                objectsLeft = OBJECT_PAGE / OBJECT_SIZE;
+            }
+            long object = objectsNext;
+            t.call(function, CALL_TIMEOUT_MS, ehFrame, object);
+            objectsNext += OBJECT_SIZE;
+            objectsLeft--;
+            return "registered by thread " + t.tid() + " in " + (System.nanoTime() - t0) / 1000 + " us";
+        }
+    }
+
+    @Override
+    public void close() {
+        try {
+            selector.close();
+            server.close();
+            Files.deleteIfExists(session.control());
+        } catch (IOException e) {
+            // the session directory goes away anyway
+        }
+    }
+}

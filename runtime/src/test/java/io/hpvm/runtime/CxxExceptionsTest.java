@@ -1,0 +1,128 @@
+package io.hpvm.runtime;
+
+import io.hpvm.testing.Gcc;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * C++ exceptions unwinding through patched code: the patch's .eh_frame is relocated with it and registered in the
+ * worker by the supervisor (__register_frame_info), so a throw from new code, or through new code with a cleanup to
+ * run, reaches the caller's catch. Without the registration the same swap makes the worker terminate, which the last
+ * test shows.
+ */
+class CxxExceptionsTest {
+
+    static final String WORKER = """
+        #include <cstdio>
+        #include <stdexcept>
+        #include <string>
+        #include <unistd.h>
+        struct Tally { static int live; Tally() { live++; } ~Tally() { live--; } };
+        int Tally::live;
+        __attribute__((noinline)) int parse(int x) {
+            if (x % 3 == 0) throw std::runtime_error("multiple of three: " + std::to_string(x));
+            return x * 10;
+        }
+        __attribute__((noinline)) int handle(int x) {
+            Tally t;                 // a cleanup the unwinder must run in whichever version is on the stack
+            return parse(x) + 1;
+        }
+        int main() {
+            setvbuf(stdout, nullptr, _IOLBF, 0);
+            for (int i = 0; ; i++) {
+                try { int r = handle(i); std::printf("%d ok %d live %d\\n", i, r, Tally::live); }
+                catch (const std::exception &e) { std::printf("%d caught %s live %d\\n", i, e.what(), Tally::live); }
+                usleep(20000);
+            }
+        }
+        """;
+
+    @TempDir
+    Path dir;
+
+    Path build(String flags) {
+        Gcc.write(dir, "server.cc", WORKER);
+        Path exe = dir.resolve("server");
+        gxx(flags, "-o", exe.toString(), dir.resolve("server.cc").toString());
+        return exe;
+    }
+
+    Path patch(String name, String source, String flags) {
+        Gcc.write(dir, name + ".cc", source);
+        Path obj = dir.resolve(name + ".o");
+        gxx(flags, "-c", "-o", obj.toString(), dir.resolve(name + ".cc").toString());
+        return obj;
+    }
+
+    static void gxx(String flags, String... rest) {
+        List<String> cmd = new java.util.ArrayList<>(List.of("g++"));
+        cmd.addAll(List.of(flags.split(" ")));
+        cmd.addAll(List.of(rest));
+        Gcc.tool(cmd.toArray(new String[0]));
+    }
+
+    /** Waits for a line matching {@code what} after the swap and checks the lines after it follow the new code. */
+    static void expect(TestWorker w, int mark, java.util.function.Predicate<String> what, String description) {
+        int first = w.awaitLineIndex(Math.max(0, mark - 1), what, SwapTest.WAIT);
+        for (String line : w.awaitLines(first, 6, SwapTest.WAIT)) {
+            String[] f = line.split(" ");
+            int i = Integer.parseInt(f[0]);
+            if (i % 3 == 0) {
+                assertTrue(line.contains(" caught ") && line.endsWith(" live 0"), description + ": " + line + "\n" + w);
+            } else {
+                assertTrue(line.contains(" ok ") && line.endsWith(" live 0"), description + ": " + line + "\n" + w);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"-O2", "-O0", "-O2 -fPIC"})
+    void exceptionsUnwindThroughAndOutOfPatchedCode(String flags) {
+        Path exe = build(flags.contains("PIC") ? "-O2" : flags);
+        Path sessions = dir.resolve("sessions");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            w.awaitLines(w.mark(), 4, SwapTest.WAIT);
+            // handle(): the exception passes through the new code, which must run its cleanup (~Tally).
+            Path handle = patch("handle_fix", WORKER.replace("return parse(x) + 1;", "return parse(x) + 2;"), flags);
+            int mark = w.mark();
+            Hpvm.Result r = Hpvm.cmd(sessions, "swap", "handle", handle.toString());
+            assertEquals(0, r.code(), r.toString());
+            assertTrue(r.out().contains("unwind info registered by thread"), r.out());
+            expect(w, mark, l -> l.matches("\\d+ ok \\d+2 live 0"), "throw through the new handle()");
+            // parse(): the exception is thrown from the new code.
+            Path parse = patch("parse_fix", WORKER.replace("\"multiple of three: \"", "\"v2: three divides \""),
+                flags);
+            mark = w.mark();
+            r = Hpvm.cmd(sessions, "swap", "parse", parse.toString());
+            assertEquals(0, r.code(), r.toString());
+            expect(w, mark, l -> l.contains("caught v2: three divides"), "throw from the new parse()");
+            assertTrue(w.supervisor().isAlive(), w.toString());
+        }
+    }
+
+    /** The same swap without registration: the unwinder cannot find the new code's frames and terminates. */
+    @Test
+    void withoutRegistrationTheWorkerTerminates() {
+        Path exe = build("-O2");
+        Path sessions = dir.resolve("sessions_none");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            w.awaitLines(w.mark(), 2, SwapTest.WAIT);
+            Path handle = patch("handle_raw", WORKER.replace("return parse(x) + 1;", "return parse(x) + 2;"), "-O2");
+            Hpvm.Result r = Hpvm.cmd(sessions, "swap", "--no-unwind-info", "handle", handle.toString());
+            assertEquals(0, r.code(), r.toString());
+            assertTrue(r.out().contains("unwind info not registered"), r.out());
+            int status = w.waitExit(Duration.ofSeconds(20));
+            assertEquals(128 + 6, status, "SIGABRT from std::terminate\n" + w);
+            assertTrue(w.stderr().contains("terminate called after throwing"), w.toString());
+        }
+    }
+}
