@@ -90,11 +90,17 @@ public final class ImageDiff {
     }
 
     public static Result compare(RelocatableObject obj, ElfImage image) {
+        return compare(obj, image, name -> true);
+    }
+
+    /** Compares only the functions whose names {@code which} accepts. */
+    public static Result compare(RelocatableObject obj, ElfImage image, java.util.function.Predicate<String> which) {
         ImageDiff d = new ImageDiff(obj, image);
         List<Match> matches = new ArrayList<>();
         List<String> absent = new ArrayList<>();
         for (Symbol f : obj.symbols()) {
-            if (!f.isFunction() || !f.isDefined() || f.name().isEmpty() || f.sectionIndex() >= obj.sections().size()) {
+            if (!f.isFunction() || !f.isDefined() || f.name().isEmpty() || f.sectionIndex() >= obj.sections().size()
+                || !which.test(f.name())) {
                 continue;
             }
             Symbol g = d.counterpart(f);

@@ -109,6 +109,54 @@ class CxxExceptionsTest {
         }
     }
 
+    /**
+     * A pre-forking C++ server: the unwinder's registry is per process, so the supervisor registers the new code in
+     * the worker and in each child; every process keeps catching after the swap.
+     */
+    @Test
+    void everyForkedChildCanUnwindThroughTheNewCode() {
+        String forking = WORKER.replace("setvbuf(stdout, nullptr, _IOLBF, 0);",
+                "setvbuf(stdout, nullptr, _IOLBF, 0);\n    for (int c = 0; c < 2; c++) { if (fork() == 0) { "
+                    + "prctl(PR_SET_PDEATHSIG, SIGKILL); break; } }")
+            .replace("#include <unistd.h>", "#include <unistd.h>\n#include <csignal>\n#include <sys/prctl.h>")
+            .replace("live %d\\n\", i,", "live %d p%d\\n\", i,")
+            .replace("Tally::live); }\n", "Tally::live, (int) getpid()); }\n");
+        assertTrue(forking.contains("fork()") && forking.contains("p%d"), forking);
+        Gcc.write(dir, "forking.cc", forking);
+        Path exe = dir.resolve("forking");
+        gxx("-O2", "-o", exe.toString(), dir.resolve("forking.cc").toString());
+        Path sessions = dir.resolve("sessions_fork");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            w.awaitLines(w.mark(), 9, SwapTest.WAIT);
+            Hpvm.Result ls = Hpvm.cmd(sessions, "ls");
+            Path handle = patch("handle_forked", forking.replace("return parse(x) + 1;", "return parse(x) + 2;"),
+                "-O2");
+            int mark = w.mark();
+            Hpvm.Result r = Hpvm.cmd(sessions, "swap", "handle", handle.toString());
+            assertEquals(0, r.code(), r.toString());
+            assertTrue(r.out().matches("(?s).*registered by thread \\d+, \\d+, \\d+ in.*"), r.out() + ls.out());
+            // Each of the three processes must go on printing new results and catching.
+            java.util.Set<String> caughtBy = new java.util.TreeSet<>();
+            java.util.Set<String> newBy = new java.util.TreeSet<>();
+            int from = mark;
+            long deadline = System.nanoTime() + SwapTest.WAIT.toNanos();
+            while ((caughtBy.size() < 3 || newBy.size() < 3) && System.nanoTime() < deadline) {
+                List<String> lines = w.awaitLines(from, 1, SwapTest.WAIT);
+                from++;
+                String line = lines.get(0);
+                String proc = line.substring(line.lastIndexOf(' ') + 1);
+                if (line.matches("\\d+ ok \\d+2 live 0 p\\d+")) {
+                    newBy.add(proc);
+                } else if (!newBy.isEmpty() && line.contains(" caught ") && newBy.contains(proc)) {
+                    caughtBy.add(proc);
+                }
+            }
+            assertEquals(3, newBy.size(), "all three processes run the new handle(): " + newBy + "\n" + w);
+            assertEquals(3, caughtBy.size(), "and catch through it: " + caughtBy + "\n" + w);
+            assertTrue(!w.stderr().contains("terminate"), w.toString());
+        }
+    }
+
     /** The same swap without registration: the unwinder cannot find the new code's frames and terminates. */
     @Test
     void withoutRegistrationTheWorkerTerminates() {

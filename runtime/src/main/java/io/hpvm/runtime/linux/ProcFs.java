@@ -90,4 +90,24 @@ public final class ProcFs {
             return '?';
         }
     }
+
+    /** The parent's pid (field 4 of {@code /proc/PID/stat}), or -1 when there is no such process. */
+    public static int parent(int pid) {
+        try {
+            String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+            return Integer.parseInt(stat.substring(stat.lastIndexOf(')') + 2).split(" ")[1]);
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
+    }
+
+    /** True when {@code pid} is {@code ancestor} or one of its descendants. */
+    public static boolean descendsFrom(int pid, int ancestor) {
+        for (int p = pid, hops = 0; p > 1 && hops < 64; p = parent(p), hops++) {
+            if (p == ancestor) {
+                return true;
+            }
+        }
+        return false;
+    }
 }

@@ -115,13 +115,13 @@ public final class SessionDir {
     }
 
     /**
-     * Every process that maps this session's slot table read-only: the worker and the children it forked (they
-     * inherit the shared mappings, so one swap patches them all). A child that called exec no longer maps it; hpvm's
-     * own processes map it read-write and are not counted.
+     * Every process that runs this session's code: it maps the code region executable, which only the worker and
+     * the children it forked do (they inherit the shared mappings, so one swap patches them all). A child that called
+     * exec no longer maps it; hpvm's own processes map the session files too, but never executable.
      */
     public List<Integer> processes() {
         List<Integer> out = new ArrayList<>();
-        String slots = slots().toString();
+        String code = code().toString();
         try (Stream<Path> procs = Files.list(Path.of("/proc"))) {
             for (Path p : procs.toList()) {
                 String name = p.getFileName().toString();
@@ -129,7 +129,7 @@ public final class SessionDir {
                     continue;
                 }
                 try (Stream<String> lines = Files.lines(p.resolve("maps"))) {
-                    if (lines.anyMatch(l -> l.endsWith(slots) && l.split("\\s+", 3)[1].startsWith("r-"))) {
+                    if (lines.anyMatch(l -> l.endsWith(code) && l.split("\\s+", 3)[1].startsWith("r-x"))) {
                         out.add(Integer.parseInt(name));
                     }
                 } catch (IOException | RuntimeException ignored) {

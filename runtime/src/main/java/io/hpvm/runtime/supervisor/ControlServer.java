@@ -19,6 +19,7 @@ import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.util.List;
 
 /**
  * The supervisor's life after the worker starts: wait for the worker to exit, and meanwhile answer the requests
@@ -42,8 +43,8 @@ final class ControlServer implements AutoCloseable {
     private final Selector selector;
     private volatile boolean exited;
     private boolean exitWatched;
-    private long objectsNext;
-    private long objectsLeft;
+    /** Per process: where its next {@code struct object} goes, and how many are left in its page. */
+    private final java.util.Map<Integer, long[]> objects = new java.util.HashMap<>();
 
     /**
      * @param pad hpvm's call pad in the worker ({@code int3} at +0, {@code syscall; int3} at +8), see
@@ -186,27 +187,50 @@ final class ControlServer implements AutoCloseable {
     }
 
     /**
-     * Calls {@code __register_frame_info(ehFrame, object)} on one worker thread, with the {@code struct object}
-     * libgcc keeps in its list taken from pages hpvm maps into the worker (so the call allocates nothing: a thread
-     * interrupted inside malloc cannot deadlock it). Registrations are never undone: patch code is never freed.
+     * Calls {@code __register_frame_info(ehFrame, object)} in the worker and in every child it forked that still
+     * shares the session (their unwinders' lists are their own memory; children forked later inherit the
+     * registration). The {@code struct object} libgcc keeps in its list comes from pages hpvm maps into each process,
+     * so the call allocates nothing: a thread interrupted inside malloc cannot deadlock it. Registrations are never
+     * undone: patch code is never freed.
      */
     private String registerUnwind(long function, long ehFrame) throws SystemException {
         long t0 = System.nanoTime();
-        try (RemoteThread t = RemoteThread.attach(pid, pad)) {
-            if (objectsLeft == 0) {
-                long page = t.syscall(SYS_MMAP, 0, OBJECT_PAGE, 3 /* RW */, 0x22 /* PRIVATE|ANONYMOUS */, -1, 0);
-                if (page < 0 && page > -4096) {
-                    throw SystemException.of("mmap in the worker for unwind registrations", (int) -page);
-                }
-                objectsNext = page;
-                objectsLeft = OBJECT_PAGE / OBJECT_SIZE;
+        // Only the worker and its descendants: never another process that happens to map the session files.
+        java.util.List<Integer> processes = new java.util.ArrayList<>(List.of(pid));
+        for (int p : session.processes()) {
+            if (p != pid && io.hpvm.runtime.linux.ProcFs.descendsFrom(p, pid)) {
+                processes.add(p);
             }
-            long object = objectsNext;
-            t.call(function, CALL_TIMEOUT_MS, ehFrame, object);
-            objectsNext += OBJECT_SIZE;
-            objectsLeft--;
-            return "registered by thread " + t.tid() + " in " + (System.nanoTime() - t0) / 1000 + " us";
         }
+        StringBuilder threads = new StringBuilder();
+        for (int process : processes) {
+            try (RemoteThread t = RemoteThread.attach(process, pad)) {
+                long[] pool = objects.computeIfAbsent(process, k -> new long[2]); // {next, left}
+                if (pool[1] == 0) {
+                    long page = t.syscall(SYS_MMAP, 0, OBJECT_PAGE, 3 /* RW */, 0x22 /* PRIVATE|ANON */, -1, 0);
+                    if (page < 0 && page > -4096) {
+                        throw SystemException.of("mmap in process " + process + " for unwind registrations",
+                            (int) -page);
+                    }
+                    pool[0] = page;
+                    pool[1] = OBJECT_PAGE / OBJECT_SIZE;
+                }
+                t.call(function, CALL_TIMEOUT_MS, ehFrame, pool[0]);
+                pool[0] += OBJECT_SIZE;
+                pool[1]--;
+                threads.append(threads.length() == 0 ? "" : ", ").append(t.tid());
+            } catch (SystemException e) {
+                if (process == pid) {
+                    throw e;
+                }
+                // a child that exited meanwhile has nothing left to unwind
+                char state = io.hpvm.runtime.linux.ProcFs.state(process);
+                if (state != '?' && state != 'Z' && state != 'X') {
+                    throw new SystemException("process " + process + " (forked by the worker): " + e.getMessage(), e);
+                }
+            }
+        }
+        return "registered by thread " + threads + " in " + (System.nanoTime() - t0) / 1000 + " us";
     }
 
     @Override

@@ -40,7 +40,8 @@ public final class SwapEngine {
     /** The outcome of a swap or rollback, for the one-line report. */
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
                          boolean reachesEveryCall, long preserved, LinkedImage image, Timings timings,
-                         List<String> clones, String unwind, java.util.Set<String> inlinedInto) {
+                         List<String> clones, String unwind, java.util.Set<String> inlinedInto,
+                         List<String> staleCallees) {
     }
 
     private final SessionDir session;
@@ -112,6 +113,8 @@ public final class SwapEngine {
             timings.mark("link");
             java.util.Map<String, java.util.Set<String>> inlined = inlinedCopies(symbols, entries);
             timings.mark("dwarf");
+            List<String> stale = staleCallees(obj, symbols, image, entries);
+            timings.mark("compare-callees");
             // A register-preserving thunk per member whose new version writes more than its original.
             long end = base + image.size();
             long[] targets = new long[fns.size()];
@@ -170,7 +173,7 @@ public final class SwapEngine {
                 results.add(new Result(fn.name(), fn.current(), version, targets[i], i == 0 ? end - base : 0,
                     (System.nanoTime() - t0) / 1000, fn.entryRedirected(), preserved[i], image, timings,
                     clones(symbols, fn), unwind, inlined.getOrDefault(fn.name().replaceFirst("@0x[0-9a-f]+$", ""),
-                    java.util.Set.of())));
+                    java.util.Set.of()), i == 0 ? stale : List.of()));
             }
             timings.mark("record");
             return results;
@@ -306,7 +309,7 @@ public final class SwapEngine {
         }
         reg.putFunction(fn.withCurrent(target, fn.versions()));
         return new Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000,
-            fn.entryRedirected(), 0, null, null, List.of(), "", java.util.Set.of());
+            fn.entryRedirected(), 0, null, null, List.of(), "", java.util.Set.of(), List.of());
     }
 
     /**
@@ -332,9 +335,41 @@ public final class SwapEngine {
         }
     }
 
+    /**
+     * Functions the object defines that the new code calls in the worker (they are not part of the swap, so calls
+     * bind to the worker's current versions) although the object's definition differs from the worker's or cannot
+     * be proven the same ({@link ImageDiff}): a whole file recompiled after editing two functions but swapped for
+     * one, or an edited inline function (a COMDAT copy) that the worker already has.
+     */
+    private static List<String> staleCallees(RelocatableObject obj, WorkerSymbols symbols, LinkedImage image,
+                                             List<String> entries) {
+        java.util.Set<String> bound = new java.util.HashSet<>();
+        for (io.hpvm.loader.Symbol s : obj.symbols()) {
+            if (s.isFunction() && s.isDefined() && !s.isLocal() && image.bindings().containsKey(s.name())
+                && !entries.contains(s.name())) {
+                bound.add(s.name());
+            }
+        }
+        if (bound.isEmpty()) {
+            return List.of();
+        }
+        List<String> out = new ArrayList<>();
+        for (ImageDiff.Match m : ImageDiff.compare(obj, symbols.executable(), bound::contains).changed()) {
+            out.add(m.name());
+        }
+        out.sort(null);
+        return out;
+    }
+
     /** What the user must know about a swap that went through: copies of the old code that stay in use. */
     public static List<String> warnings(Result r) {
         List<String> out = new ArrayList<>();
+        if (r.staleCallees() != null && !r.staleCallees().isEmpty()) {
+            out.add("the new " + r.function() + " calls " + String.join(", ", r.staleCallees()) + " in the worker, "
+                + "whose definition in the object differs (or is not proven the same); those calls run the worker's "
+                + "version: swap them too (hpvm swap " + r.function() + " " + String.join(" ", r.staleCallees())
+                + " OBJECT), or let 'hpvm swap --all-changed' or 'hpvm patch' find them");
+        }
         if (!r.clones().isEmpty()) {
             out.add("the compiler also made copies of " + r.function() + " in the worker (" + String.join(", ",
                 r.clones()) + "); callers that use them still run the old code");
