@@ -84,22 +84,31 @@ class CxxExceptionsTest {
         }
     }
 
+    /**
+     * "busy": the worker never waits in a system call (it spins between lines), so the registration borrows its
+     * thread while it runs user code.
+     */
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"-O2", "-O0", "-O2 -fPIC"})
-    void exceptionsUnwindThroughAndOutOfPatchedCode(String flags) {
-        Path exe = build(flags.contains("PIC") ? "-O2" : flags);
+    @ValueSource(strings = {"-O2", "-O0", "-O2 -fPIC", "-O2 busy"})
+    void exceptionsUnwindThroughAndOutOfPatchedCode(String variant) {
+        String flags = variant.replace(" busy", "");
+        String worker = variant.endsWith("busy")
+            ? WORKER.replace("usleep(20000);", "for (volatile long k = 0; k < 20000000; k++) { }") : WORKER;
+        Gcc.write(dir, "server.cc", worker);
+        Path exe = dir.resolve("server");
+        gxx(flags.contains("PIC") ? "-O2" : flags, "-o", exe.toString(), dir.resolve("server.cc").toString());
         Path sessions = dir.resolve("sessions");
         try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
             w.awaitLines(w.mark(), 4, SwapTest.WAIT);
             // handle(): the exception passes through the new code, which must run its cleanup (~Tally).
-            Path handle = patch("handle_fix", WORKER.replace("return parse(x) + 1;", "return parse(x) + 2;"), flags);
+            Path handle = patch("handle_fix", worker.replace("return parse(x) + 1;", "return parse(x) + 2;"), flags);
             int mark = w.mark();
             Hpvm.Result r = Hpvm.cmd(sessions, "swap", "handle", handle.toString());
             assertEquals(0, r.code(), r.toString());
             assertTrue(r.out().contains("unwind info registered by thread"), r.out());
             expect(w, mark, l -> l.matches("\\d+ ok \\d+2 live 0"), "throw through the new handle()");
             // parse(): the exception is thrown from the new code.
-            Path parse = patch("parse_fix", WORKER.replace("\"multiple of three: \"", "\"v2: three divides \""),
+            Path parse = patch("parse_fix", worker.replace("\"multiple of three: \"", "\"v2: three divides \""),
                 flags);
             mark = w.mark();
             r = Hpvm.cmd(sessions, "swap", "parse", parse.toString());

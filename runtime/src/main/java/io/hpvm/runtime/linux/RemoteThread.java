@@ -13,16 +13,24 @@ import java.util.List;
  * (a system call the thread was blocked in restarts as if nothing happened). Only that thread pauses, for about a
  * millisecond; the others keep running.
  *
- * <p>The thread is chosen to be one blocked in a system call other than {@code futex}: such a thread holds no lock
- * the called function may take (a thread interrupted inside the unwinder's own critical section would deadlock on
- * it). When the call does not return in time it is abandoned: safe only while the thread waits for a lock, which is
- * the one way it can hang, and reported.
+ * <p>The thread is chosen to be one waiting at a quiet point ({@link #QUIET_SYSCALLS}: read, poll, nanosleep, ...;
+ * not futex, not mmap): such a thread holds no lock the called function may take (a thread interrupted inside the
+ * unwinder's own critical section, or inside malloc, would deadlock on it). Failing that, the main thread. When the
+ * call does not return in time it is abandoned and reported: safe while the thread waits for a lock, which is the
+ * one way {@code __register_frame_info} (GCC 12) can hang.
  *
  * <p>Must be used from the thread that owns the supervisor's ptrace rights (its main thread).
  */
 public final class RemoteThread implements AutoCloseable {
 
-    private static final int SYS_FUTEX = 202;
+    /**
+     * System calls a thread waits in at a quiet point (read, poll, select, nanosleep, accept, recvfrom, recvmsg,
+     * pause, wait4, rt_sigtimedwait, rt_sigsuspend, clock_nanosleep, epoll_wait, waitid, pselect6, ppoll,
+     * epoll_pwait, accept4, recvmmsg, epoll_pwait2): not futex (a lock), and not the memory calls malloc makes while
+     * holding its arena lock.
+     */
+    private static final java.util.Set<Integer> QUIET_SYSCALLS = java.util.Set.of(0, 7, 23, 35, 43, 45, 47, 34, 61,
+        128, 130, 230, 232, 247, 270, 271, 281, 288, 299, 441);
     /** Below the red zone (128 bytes) with room to spare. */
     private static final long STACK_GAP = 512;
 
@@ -92,7 +100,8 @@ public final class RemoteThread implements AutoCloseable {
                     syscall = "running";
                 }
                 String nr = syscall.split(" ")[0];
-                boolean blocked = !nr.equals("running") && !nr.startsWith("-") && !nr.equals(String.valueOf(SYS_FUTEX));
+                boolean blocked = nr.chars().allMatch(Character::isDigit) && QUIET_SYSCALLS.contains(
+                    Integer.parseInt(nr));
                 (blocked ? quiet : rest).add(tid);
             }
         } catch (IOException e) {
