@@ -100,8 +100,8 @@ public final class ImageDiff {
         List<String> absent = new ArrayList<>();
         for (Symbol f : obj.symbols()) {
             if (!f.isFunction() || !f.isDefined() || f.name().isEmpty() || f.sectionIndex() >= obj.sections().size()
-                || !which.test(f.name())) {
-                continue;
+                || !which.test(f.name()) || f.name().contains(".cold")) {
+                continue; // a .cold fragment is compared as part of the function that jumps to it
             }
             Symbol g = d.counterpart(f);
             if (g == null) {
@@ -252,7 +252,10 @@ public final class ImageDiff {
                 return false; // TLS, GOT-relative and size fixups: not proven here, so counted as changed
             }
         }
-        if (t.type() != Elf.STT_SECTION) {
+        boolean localConstant = t.type() != Elf.STT_SECTION && t.isLocal() && t.isDefined()
+            && t.sectionIndex() > 0 && t.sectionIndex() < obj.sections().size()
+            && !obj.section(t.sectionIndex()).isExecutable() && !obj.section(t.sectionIndex()).isWritableData();
+        if (t.type() != Elf.STT_SECTION && !localConstant) {
             return isSymbol(t, target) || plt(target).equals(t.name());
         }
         if (t.sectionIndex() <= 0 || t.sectionIndex() >= obj.sections().size()) {
@@ -260,8 +263,10 @@ public final class ImageDiff {
         }
         Section sec = obj.section(t.sectionIndex());
         long pcBias = kind.isPcRelative() ? 4 : 0;
-        long offset = r.addend() + pcBias;
-        long referenced = target + offset;
+        // A label in read-only data (.LC0 in a string section) is that section plus the label's offset.
+        long base = localConstant ? t.value() : 0;
+        long offset = base + r.addend() + pcBias;
+        long referenced = target + r.addend() + pcBias;
         if (sec.isTls()) {
             return false;
         }

@@ -67,4 +67,39 @@ class ImageDiffTest {
             }
         });
     }
+
+    /** C++: string literals behind .LC labels, COMDAT instances, throw/catch, .cold parts. */
+    @ParameterizedTest
+    @ValueSource(strings = {"-O2", "-O0", "-O2 -fPIC"})
+    void cxxObjectTheProgramWasBuiltFromIsTheSame(String flags) throws Exception {
+        String src = """
+            #include <stdexcept>
+            #include <string>
+            #include <cstdio>
+            __attribute__((noinline)) int parse(int x) {
+                if (x % 3 == 0) throw std::runtime_error("multiple of three: " + std::to_string(x));
+                return x * 10;
+            }
+            int main(int argc, char **) {
+                try { std::printf("%d\\n", parse(argc)); } catch (const std::exception &e) { std::puts(e.what()); }
+            }
+            """;
+        Path cc = Gcc.write(dir, "p.cc", src);
+        List<String> cmd = new ArrayList<>(List.of("g++"));
+        cmd.addAll(Arrays.asList(flags.split(" ")));
+        Gcc.tool(concat(cmd, "-o", dir.resolve("p").toString(), cc.toString()));
+        Gcc.tool(concat(cmd, "-c", "-o", dir.resolve("p.o").toString(), cc.toString()));
+        ImageDiff.Result r = ImageDiff.compare(RelocatableObject.read(dir.resolve("p.o")),
+            ElfImage.read(dir.resolve("p")));
+        assertTrue(r.matches().stream().anyMatch(m -> m.name().equals("_Z5parsei")), r.toString());
+        for (ImageDiff.Match m : r.matches()) {
+            assertTrue(m.same(), m + " with " + flags + ": " + r);
+        }
+    }
+
+    static String[] concat(List<String> head, String... tail) {
+        List<String> all = new ArrayList<>(head);
+        all.addAll(List.of(tail));
+        return all.toArray(new String[0]);
+    }
 }

@@ -21,7 +21,7 @@ import java.util.List;
         + "all of them from NEW.c as one patch set. Names NEW.c uses bind to the running worker (its functions, "
         + "globals and statics), so the file needs no editing for hpvm."},
     footer = {"", "Example:", "  cp server.c server.c.orig; $EDITOR server.c; hpvm patch server.c.orig server.c"})
-final class PatchCommand extends SessionCommand {
+final class PatchCommand extends PatchingCommand {
 
     @Option(names = "--cflags", paramLabel = "FLAGS",
         description = "Compiler flags (default: those given to 'hpvm run --cflags', else -O2).")
@@ -33,16 +33,9 @@ final class PatchCommand extends SessionCommand {
     @Parameters(index = "1", paramLabel = "NEW.c", description = "The edited source file.")
     Path newSource;
 
-    @Option(names = "--no-unwind-info",
-        description = "Do not register the patch's unwind information (.eh_frame) with the worker's unwinder. By "
-            + "default it is, when the worker has one loaded (C++, libgcc_s): the supervisor pauses one worker thread "
-            + "for about a millisecond to call __register_frame_info. Without it, a C++ exception thrown through the "
-            + "new code terminates the worker.")
-    boolean noUnwindInfo;
-
     @Override
     public Integer call() throws Exception {
-        SwapEngine engine = new SwapEngine(session()).registerUnwindInfo(!noUnwindInfo);
+        SwapEngine engine = engine();
         String flags = engine.compileFlags(cflags) + " -ffunction-sections -fdata-sections";
         Path oldObject = SourceCompiler.compile(oldSource, flags);
         Path newObject = SourceCompiler.compile(newSource, flags);
@@ -65,9 +58,7 @@ final class PatchCommand extends SessionCommand {
         try {
             for (SwapEngine.Result r : engine.swap(set, newObject)) {
                 out().println(SwapEngine.describe(r, newSource));
-                for (String warning : SwapEngine.warnings(r)) {
-                    err().println("hpvm: warning: " + warning);
-                }
+                warn(r);
             }
         } catch (HpvmException e) {
             throw new HpvmException(e.code(), "patch " + newSource + " (" + String.join(", ", set) + "): "

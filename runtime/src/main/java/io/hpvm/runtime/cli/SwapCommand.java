@@ -20,7 +20,7 @@ import java.util.List;
             + "new writable data is refused (a patch must be stateless)."},
     footer = {"", "Examples:", "  gcc -O2 -c fixed.c -o fixed.o && hpvm swap compute fixed.o",
         "  gcc -O2 -c pricing.c -o pricing.o && hpvm swap --all-changed pricing.o"})
-final class SwapCommand extends SessionCommand {
+final class SwapCommand extends PatchingCommand {
 
     @picocli.CommandLine.Option(names = {"-v", "--verbose"},
         description = "Also print where each section went and what each name was bound to.")
@@ -45,13 +45,6 @@ final class SwapCommand extends SessionCommand {
         description = "Flags for compiling a .c file (default: those given to 'hpvm run --cflags', else -O2).")
     String cflags;
 
-    @picocli.CommandLine.Option(names = "--no-unwind-info",
-        description = "Do not register the patch's unwind information (.eh_frame) with the worker's unwinder. By "
-            + "default it is, when the worker has one loaded (C++, libgcc_s): the supervisor pauses one worker thread "
-            + "for about a millisecond to call __register_frame_info. Without it, a C++ exception thrown through the "
-            + "new code terminates the worker.")
-    boolean noUnwindInfo;
-
     @Override
     public Integer call() throws Exception {
         Path object = Path.of(args.get(args.size() - 1));
@@ -61,7 +54,7 @@ final class SwapCommand extends SessionCommand {
                 + "names" : "missing FUNCTION or OBJECT: 'hpvm swap FUNCTION... OBJECT', or 'hpvm swap --all-changed "
                 + "OBJECT'");
         }
-        SwapEngine engine = new SwapEngine(session()).registerUnwindInfo(!noUnwindInfo);
+        SwapEngine engine = engine();
         Path linked = object;
         if (SourceCompiler.isSource(object)) {
             linked = SourceCompiler.compile(object, engine.compileFlags(cflags));
@@ -98,8 +91,6 @@ final class SwapCommand extends SessionCommand {
                 res.origin()));
             out().printf("  %d GOT entries, %d veneers%n", r.image().gotEntries(), r.image().veneers());
         }
-        for (String warning : SwapEngine.warnings(r)) {
-            err().println("hpvm: warning: " + warning);
-        }
+        warn(r);
     }
 }

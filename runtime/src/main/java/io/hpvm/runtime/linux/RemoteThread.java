@@ -10,8 +10,8 @@ import java.util.List;
  * One thread of a running worker, borrowed for a moment to run a function or a system call in it, the way a
  * debugger's {@code call} does: seize the thread, interrupt it, save its registers, set up a call frame below its
  * red zone whose return address is an {@code int3} hpvm owns, continue until that trap, and restore every register
- * (a system call the thread was blocked in restarts as if nothing happened). Only that thread pauses, for about a
- * millisecond; the others keep running.
+ * (a system call the thread was blocked in restarts as if nothing happened). Only that thread pauses (0.25-2 ms
+ * for a registration here, see docs/internals.md); the others keep running.
  *
  * <p>The thread is chosen to be one waiting at a quiet point ({@link #QUIET_SYSCALLS}: read, poll, nanosleep, ...;
  * not futex, not mmap): such a thread holds no lock the called function may take (a thread interrupted inside the
@@ -38,6 +38,8 @@ public final class RemoteThread implements AutoCloseable {
     private final long[] saved;
     private final long pad;
     private int pendingSignal;
+    private long pausedAt;
+    private long resumedAt;
 
     /**
      * @param pad the address of hpvm's call pad in the worker: {@code int3} at +0 (the return address of calls)
@@ -48,6 +50,7 @@ public final class RemoteThread implements AutoCloseable {
         this.pad = pad;
         long[] regs = null;
         try {
+            pausedAt = System.nanoTime();
             tracee.interrupt();
             while (regs == null) {
                 WaitStatus st = tracee.waitStop();
@@ -202,12 +205,18 @@ public final class RemoteThread implements AutoCloseable {
         }
     }
 
-    private static void sleepBriefly() {
-        try {
-            Thread.sleep(0, 200_000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+    /** Spins for the first few milliseconds (a registration takes well under one), then sleeps 0.1 ms at a time. */
+    private void sleepBriefly() {
+        if (System.nanoTime() - pausedAt < 5_000_000) {
+            Thread.onSpinWait();
+        } else {
+            java.util.concurrent.locks.LockSupport.parkNanos(100_000);
         }
+    }
+
+    /** How long the thread has been (or was) kept from running its own code, in microseconds. */
+    public long pausedMicros() {
+        return ((resumedAt == 0 ? System.nanoTime() : resumedAt) - pausedAt) / 1000;
     }
 
     /** Restores every register and lets the thread go (with any signal that arrived meanwhile). */
@@ -217,6 +226,7 @@ public final class RemoteThread implements AutoCloseable {
             tracee.setRegs(saved);
         } finally {
             tracee.detach(pendingSignal);
+            resumedAt = System.nanoTime();
         }
     }
 }

@@ -203,8 +203,11 @@ final class ControlServer implements AutoCloseable {
             }
         }
         StringBuilder threads = new StringBuilder();
+        long longestPause = 0;
         for (int process : processes) {
+            RemoteThread borrowed = null;
             try (RemoteThread t = RemoteThread.attach(process, pad)) {
+                borrowed = t;
                 long[] pool = objects.computeIfAbsent(process, k -> new long[2]); // {next, left}
                 if (pool[1] == 0) {
                     long page = t.syscall(SYS_MMAP, 0, OBJECT_PAGE, 3 /* RW */, 0x22 /* PRIVATE|ANON */, -1, 0);
@@ -220,6 +223,7 @@ final class ControlServer implements AutoCloseable {
                 pool[1]--;
                 threads.append(threads.length() == 0 ? "" : ", ").append(t.tid());
             } catch (SystemException e) {
+                borrowed = null;
                 if (process == pid) {
                     throw e;
                 }
@@ -229,8 +233,12 @@ final class ControlServer implements AutoCloseable {
                     throw new SystemException("process " + process + " (forked by the worker): " + e.getMessage(), e);
                 }
             }
+            if (borrowed != null) {
+                longestPause = Math.max(longestPause, borrowed.pausedMicros());
+            }
         }
-        return "registered by thread " + threads + " in " + (System.nanoTime() - t0) / 1000 + " us";
+        return "registered by thread " + threads + " in " + (System.nanoTime() - t0) / 1000 + " us (longest "
+            + "pause of a worker thread: " + longestPause + " us)";
     }
 
     @Override
