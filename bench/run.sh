@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-hpvm_need
+hpvm_need g++:g++   # the C++ worker of the unwind-registration figure
 echo "== building hpvm and the bench" >&2
 hpvm_build
 exec java -jar bench/target/hpvm-bench.jar "$@"

@@ -100,8 +100,14 @@ public final class BenchMain {
         gccObject("tick_b", "bench/native/tick_b.c");
         gccObject("price_fix", "examples/price_fix.c");
         gcc("capstone_speed", "-O2", "bench/native/capstone_speed.c", "-l:libcapstone.so.4");
+        run(List.of("g++", "-O2", "-o", nativeDir.resolve("cxx_server").toString(), "bench/native/cxx_server.cc"));
+        for (String step : List.of("2", "3")) {
+            run(List.of("g++", "-O2", "-c", "-DSTEP=" + step, "-o", nativeDir.resolve("cxx_step" + step + ".o")
+                .toString(), "bench/native/cxx_server.cc"));
+        }
         dispatch();
         stallsAndSwaps();
+        unwindRegistration();
         launch();
         jmh();
         analysis();
@@ -414,6 +420,41 @@ public final class BenchMain {
         report.row("3. swap latency", "`hpvm swap` end to end (JVM start included)", s.format("%.0f") + " ms", "",
             null, String.format("inside the command %.0f ms (%s); JVM start and exit about %.0f ms", inside,
                 timings, s.median() - inside));
+    }
+
+    /**
+     * C++ workers: each swap registers the new code's unwind information, which borrows one worker thread. How long
+     * that thread is kept from its own work is the figure (the supervisor measures it from PTRACE_INTERRUPT to
+     * PTRACE_DETACH and reports it in the swap result).
+     */
+    private void unwindRegistration() throws Exception {
+        int n = quick ? 10 : 30;
+        try (Child c = new Child(List.of(hpvm.toString(), "run", nativeDir.resolve("cxx_server").toString()), env,
+            root)) {
+            int pid = waitReady(c);
+            SwapEngine engine = new SwapEngine(SessionDir.find(pid));
+            Pattern detail = Pattern.compile("in (\\d+) us \\(longest pause of a worker thread: (\\d+) us\\)");
+            List<Double> pause = new ArrayList<>();
+            List<Double> total = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                SwapEngine.Result r = engine.swap("handle", nativeDir.resolve(i % 2 == 0 ? "cxx_step2.o"
+                    : "cxx_step3.o"));
+                Matcher m = detail.matcher(r.unwind());
+                if (!m.find()) {
+                    throw new IllegalStateException("no unwind registration in the swap of a C++ worker: "
+                        + r.unwind());
+                }
+                total.add(Long.parseLong(m.group(1)) / 1000.0);
+                pause.add(Long.parseLong(m.group(2)) / 1000.0);
+            }
+            Stats p = Stats.of(pause);
+            Stats t = Stats.of(total);
+            fig.put("unwind.pause", p.median());
+            report.row("3. swap latency", "C++ worker: worker thread paused by unwind registration", p.format("%.2f")
+                + " ms", "", null, String.format("n=%d swaps of a C++ function; one thread borrowed per swap "
+                + "(__register_frame_info called in it through ptrace), the others keep running; the whole "
+                + "registration request %s ms", n, t.format("%.1f")));
+        }
     }
 
     private static double parseTotal(String timings) {

@@ -6,6 +6,8 @@ import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 
@@ -18,6 +20,9 @@ public final class ControlClient {
 
     /** The verb of an unwind registration request (both sides use this constant). */
     public static final String REGISTER_UNWIND = "register-unwind";
+
+    /** Longer than any request takes (a registration abandons its call after 2 s per process). */
+    private static final long TIMEOUT_MS = 30_000;
 
     private ControlClient() {
     }
@@ -36,10 +41,22 @@ public final class ControlClient {
         try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
             ch.connect(UnixDomainSocketAddress.of(session.control()));
             ch.write(ByteBuffer.wrap((line + "\n").getBytes(StandardCharsets.UTF_8)));
+            ch.configureBlocking(false);
             ByteBuffer in = ByteBuffer.allocate(4096);
-            while (ch.read(in) >= 0 && (in.position() == 0 || in.get(in.position() - 1) != '\n')) {
-                if (!in.hasRemaining()) {
-                    break;
+            long deadline = System.nanoTime() + TIMEOUT_MS * 1_000_000;
+            try (Selector s = Selector.open()) {
+                ch.register(s, SelectionKey.OP_READ);
+                while (in.hasRemaining() && (in.position() == 0 || in.get(in.position() - 1) != '\n')) {
+                    long left = (deadline - System.nanoTime()) / 1_000_000;
+                    if (left <= 0) {
+                        throw new SystemException("the supervisor of session " + session.dir() + " did not answer '"
+                            + line.split(" ")[0] + "' within " + TIMEOUT_MS / 1000 + " s");
+                    }
+                    s.select(left);
+                    s.selectedKeys().clear();
+                    if (ch.read(in) < 0) {
+                        break;
+                    }
                 }
             }
             String reply = new String(in.array(), 0, in.position(), StandardCharsets.UTF_8).trim();
@@ -52,7 +69,7 @@ public final class ControlClient {
         } catch (IOException e) {
             throw new SystemException("cannot reach the supervisor of session " + session.dir() + " at "
                 + session.control() + " (" + e.getMessage() + "); it runs as 'hpvm run' and answers while the worker "
-                + "lives", e);
+                + "lives. --no-unwind-info swaps without what it was asked for (C++ unwind information)", e);
         }
     }
 }

@@ -42,6 +42,7 @@ final class ControlServer implements AutoCloseable {
     private final ServerSocketChannel server;
     private final Selector selector;
     private volatile boolean exited;
+    private String unavailable;
     private boolean exitWatched;
     /** Per process: where its next {@code struct object} goes, and how many are left in its page. */
     private final java.util.Map<Integer, long[]> objects = new java.util.HashMap<>();
@@ -55,16 +56,37 @@ final class ControlServer implements AutoCloseable {
         this.pid = pid;
         this.pad = pad;
         try {
-            Files.deleteIfExists(session.control());
-            server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-            server.bind(UnixDomainSocketAddress.of(session.control()));
-            SessionDir.makePrivate(session.control());
-            server.configureBlocking(false);
             selector = Selector.open();
-            server.register(selector, SelectionKey.OP_ACCEPT);
         } catch (IOException e) {
-            throw new SystemException("cannot listen on " + session.control() + ": " + e.getMessage(), e);
+            throw new SystemException("cannot open a selector: " + e.getMessage(), e);
         }
+        ServerSocketChannel listening = null;
+        try {
+            Files.deleteIfExists(session.control());
+            listening = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+            listening.bind(UnixDomainSocketAddress.of(session.control()));
+            SessionDir.makePrivate(session.control());
+            listening.configureBlocking(false);
+            listening.register(selector, SelectionKey.OP_ACCEPT);
+        } catch (IOException | RuntimeException e) {
+            // For example a session root so deep that the socket path passes the 107-byte limit. The worker still
+            // runs and plain swaps work; requests (unwind registration) fail with this reason.
+            unavailable = session.control() + ": " + e.getMessage();
+            try {
+                if (listening != null) {
+                    listening.close();
+                }
+            } catch (IOException ignored) {
+                // nothing more to release
+            }
+            listening = null;
+        }
+        server = listening;
+    }
+
+    /** Why requests cannot be served (the socket could not be made), or null. */
+    String unavailable() {
+        return unavailable;
     }
 
     /** Serves requests until the worker exits; returns its exit status as a shell reports it (128+N if killed). */
@@ -245,7 +267,9 @@ final class ControlServer implements AutoCloseable {
     public void close() {
         try {
             selector.close();
-            server.close();
+            if (server != null) {
+                server.close();
+            }
             Files.deleteIfExists(session.control());
         } catch (IOException e) {
             // the session directory goes away anyway

@@ -127,6 +127,10 @@ public final class Supervisor {
                     + "redirected; session %s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
                 setup.trampolineOf.size(), session.dir());
         }
+        if (server.unavailable() != null) {
+            err.println("hpvm: warning: no control socket (" + server.unavailable() + "); swaps work, but unwind "
+                + "information for C++ exceptions cannot be registered (set HPVM_SESSION_ROOT to a shorter path)");
+        }
         // The worker runs now. Write the registry while holding the session lock, so an early 'hpvm swap' waits.
         try (SessionDir.Lock held = lock) {
             writeRegistry(session, setup, functions, program, image);
