@@ -220,6 +220,16 @@ public final class Linker {
                 return new Edge(s, r, kind, ABSOLUTE, res.address(), sym.name());
             }
         }
+        if (!target.isExecutable() && !sym.isLocal() && obj.inComdatGroup(target.index())) {
+            // Read-only data of a COMDAT group (a function-local static const of an inline function, a vtable, a
+            // type_info): like a linker keeping the first copy, use the worker's when it has one, so addresses
+            // compare equal between old and new code.
+            SymbolResolver.Resolution res = resolver.resolve(sym.name(), sym);
+            if (res != null) {
+                bindings.put(sym.name(), res);
+                return new Edge(s, r, kind, ABSOLUTE, res.address(), sym.name());
+            }
+        }
         requireAlloc(target, where);
         include(target.index());
         return new Edge(s, r, kind, target.index(), sym.value(), sym.name());

@@ -15,6 +15,7 @@ public final class RelocatableObject {
     private final List<Section> sections;
     private final List<Symbol> symbols;
     private final Map<Integer, List<Relocation>> relocations = new HashMap<>();
+    private java.util.Set<Integer> comdat;
 
     private RelocatableObject(ElfReader r) throws LoadException {
         this.path = r.path;
@@ -72,6 +73,31 @@ public final class RelocatableObject {
 
     public List<Symbol> symbols() {
         return symbols;
+    }
+
+    /**
+     * True when section {@code index} belongs to a COMDAT group ({@code SHT_GROUP} with {@code GRP_COMDAT}): code
+     * and data every object that uses them defines again (C++ inline functions, template instances, their
+     * function-local statics, vtables, type_info), of which a linker keeps one copy.
+     */
+    public boolean inComdatGroup(int index) {
+        if (comdat == null) {
+            java.util.Set<Integer> members = new java.util.HashSet<>();
+            for (Section g : sections) {
+                if (g.type() != Elf.SHT_GROUP || g.data().length < 4) {
+                    continue;
+                }
+                ByteBuffer b = ElfReader.le(g.data());
+                if ((b.getInt() & 1) == 0) {
+                    continue;
+                }
+                while (b.remaining() >= 4) {
+                    members.add(b.getInt());
+                }
+            }
+            comdat = members;
+        }
+        return comdat.contains(index);
     }
 
     /** Relocations that apply to the given section (empty when it has none). */

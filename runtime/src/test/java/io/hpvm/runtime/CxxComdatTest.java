@@ -26,9 +26,11 @@ class CxxComdatTest {
         inline long next_id() { static long id = 0; return ++id; }
         template <class T> __attribute__((noinline)) T scale(T v) { return v * 3; }
         __attribute__((noinline)) long order(long x) { return scale(x) + next_id() * 1000; }
+        inline const int *table() { static const int t[4] = {1, 2, 3, 4}; return t; }
+        __attribute__((noipa)) const int *get() { return table(); }   // noipa: called every time
         int main() {
             std::setvbuf(stdout, nullptr, _IOLBF, 0);
-            for (long i = 1; ; i++) { std::printf("%ld %ld\\n", i, order(i)); usleep(20000); }
+            for (long i = 1; ; i++) { std::printf("%ld %ld %d\\n", i, order(i), get() == table()); usleep(20000); }
         }
         """;
 
@@ -72,6 +74,13 @@ class CxxComdatTest {
             assertFalse(r.err().contains("differs"), "the patch's scale<long> is the worker's:\n" + r);
             for (String line : PatchSetTest.from(w, l -> is(l, 3, 2000), 4)) {
                 assertTrue(is(line, 3, 2000), "the new order() with next_id()'s static counting on: " + line);
+            }
+            // get() from the same object: its table() constant is the worker's, at the same address.
+            r = Hpvm.cmd(sessions, "swap", "get", order.toString());
+            assertEquals(0, r.code(), r.toString());
+            int mark = w.mark();
+            for (String line : w.awaitLines(mark, 4, SwapTest.WAIT)) {
+                assertTrue(line.endsWith(" 1"), "the new get() returns the worker's table(): " + line);
             }
             // The template edited too, but only order() swapped: the worker's scale<long> runs, and hpvm says so.
             Path both = compile("both_fix", SOURCE.replace("next_id() * 1000", "next_id() * 2000")

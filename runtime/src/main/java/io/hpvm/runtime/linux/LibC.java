@@ -25,6 +25,7 @@ public interface LibC extends Library {
     int WNOHANG = 1;
     int __WALL = 0x40000000;
 
+    int PTRACE_POKEDATA = 5;
     int PTRACE_CONT = 7;
     int PTRACE_GETREGS = 12;
     int PTRACE_SETREGS = 13;

@@ -129,10 +129,7 @@ public final class RemoteThread implements AutoCloseable {
     public long call(long function, long timeoutMs, long... args) throws SystemException {
         long[] regs = saved.clone();
         long sp = ((saved[Tracee.RSP] - STACK_GAP) & ~0xfL) - 8; // as after a call: rsp + 8 is 16-aligned
-        try (ProcessMemory mem = new ProcessMemory(tracee.pid(), true)) {
-            mem.write(sp, java.nio.ByteBuffer.allocate(8).order(java.nio.ByteOrder.LITTLE_ENDIAN).putLong(pad)
-                .array());
-        }
+        tracee.poke(sp, pad); // the return address
         int[] argRegs = {Tracee.RDI, Tracee.RSI, Tracee.RDX, Tracee.RCX, Tracee.R8, Tracee.R9};
         for (int i = 0; i < args.length; i++) {
             regs[argRegs[i]] = args[i];

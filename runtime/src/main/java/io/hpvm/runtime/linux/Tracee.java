@@ -54,6 +54,11 @@ public final class Tracee {
         return new Tracee(tid);
     }
 
+    /** Writes one 8-byte word of the stopped tracee's memory ({@code PTRACE_POKEDATA}). */
+    public void poke(long address, long value) throws SystemException {
+        call("PTRACE_POKEDATA", LibC.PTRACE_POKEDATA, address, value);
+    }
+
     /** Stops the (seized, running) tracee; the stop is then reported by {@link #waitStop}. */
     public void interrupt() throws SystemException {
         call("PTRACE_INTERRUPT", LibC.PTRACE_INTERRUPT, 0, 0);

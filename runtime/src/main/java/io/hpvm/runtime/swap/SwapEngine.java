@@ -233,7 +233,8 @@ public final class SwapEngine {
         if (!registerUnwindInfo) {
             return "unwind info not registered (--no-unwind-info)";
         }
-        io.hpvm.loader.SymbolResolver.Resolution fn = symbols.resolve("__register_frame_info", null);
+        io.hpvm.loader.SymbolResolver.Resolution fn = symbols.hasUnwinder()
+            ? symbols.resolve("__register_frame_info", null) : null;
         if (fn == null) {
             return "";
         }

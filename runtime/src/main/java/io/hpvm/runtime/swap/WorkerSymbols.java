@@ -192,6 +192,20 @@ public final class WorkerSymbols implements SymbolResolver {
         return null;
     }
 
+    /**
+     * True when the worker can unwind through code it did not load itself: libgcc_s is mapped (C++ programs, or
+     * anything that unwinds), or the executable has an unwinder linked in. Cheap: no library is parsed.
+     */
+    public boolean hasUnwinder() {
+        for (Path lib : libraries) {
+            if (lib.getFileName().toString().startsWith("libgcc_s")) {
+                return true;
+            }
+        }
+        List<Symbol> own = exeSymbols.get("__register_frame_info");
+        return own != null && !own.isEmpty();
+    }
+
     /** The worker's executable, as read through /proc/PID/exe. */
     public ElfImage executable() {
         return exe;
