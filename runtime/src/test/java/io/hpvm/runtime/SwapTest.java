@@ -449,6 +449,22 @@ class SwapTest {
         }
     }
 
+    /**
+     * A session root so deep that the control socket's path passes the kernel's 107-byte limit: 'hpvm run' warns
+     * and carries on, plain swaps work (they never need the supervisor).
+     */
+    @Test
+    void withoutAControlSocketPlainSwapsStillWork() {
+        Path exe = Gcc.executable(dir, "deep", LOOP_WORKER, "-O2");
+        Path deep = dir.resolve("d".repeat(110));
+        Path patch = Gcc.object(dir, "deep_fix", "long compute(long x) { return x * 5; }\n", "-O2");
+        try (TestWorker w = TestWorker.start(deep, List.of(), exe)) {
+            w.awaitStderr(l -> l.startsWith("hpvm: warning: no control socket"), WAIT);
+            ok(Hpvm.cmd(deep, "swap", "compute", patch.toString()));
+            assertBehaviour(w, w.mark(), (i, z) -> i * 5, "swapped without the supervisor");
+        }
+    }
+
     @Test
     void staticExecutable() {
         Path exe = Gcc.executable(dir, "static", LOOP_WORKER, "-O2", "-static");

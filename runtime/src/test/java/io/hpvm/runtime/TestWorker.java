@@ -94,6 +94,11 @@ public final class TestWorker implements AutoCloseable {
         return await(out, from, p, timeout);
     }
 
+    /** Waits for a line of hpvm run's stderr matching {@code p}; returns it. */
+    public String awaitStderr(Predicate<String> p, Duration timeout) {
+        return await(err, 0, p, timeout);
+    }
+
     /** Waits for a stdout line at index >= {@code from} matching {@code p}; returns its index. */
     public int awaitLineIndex(int from, Predicate<String> p, Duration timeout) {
         try {
