@@ -166,6 +166,23 @@ class CxxExceptionsTest {
         }
     }
 
+    /** 'hpvm patch OLD.cc NEW.cc': C++ sources compiled with c++, the changed function found and swapped. */
+    @Test
+    void patchFromCxxSources() {
+        Path exe = build("-O2");
+        Path edited = Gcc.write(dir, "server_new.cc", WORKER.replace("return parse(x) + 1;", "return parse(x) + 2;"));
+        Path sessions = dir.resolve("sessions_patch");
+        try (TestWorker w = TestWorker.start(sessions, List.of("--cflags", "-O2"), exe)) {
+            w.awaitLines(w.mark(), 2, SwapTest.WAIT);
+            int mark = w.mark();
+            Hpvm.Result r = Hpvm.cmd(sessions, "patch", dir.resolve("server.cc").toString(), edited.toString());
+            assertEquals(0, r.code(), r.toString());
+            assertTrue(r.out().startsWith("changed functions: _Z6handlei\n") && r.out().contains("unwind info "
+                + "registered"), r.toString());
+            expect(w, mark, l -> l.matches("\\d+ ok \\d+2 live 0"), "throw through the patched handle()");
+        }
+    }
+
     /** The same swap without registration: the unwinder cannot find the new code's frames and terminates. */
     @Test
     void withoutRegistrationTheWorkerTerminates() {

@@ -17,7 +17,8 @@ import java.util.List;
 
 /** {@code hpvm patch}. */
 @Command(name = "patch", mixinStandardHelpOptions = true,
-    description = {"Compile OLD.c and NEW.c with the same flags, find the functions whose code differs, and swap "
+    description = {"Compile OLD.c and NEW.c (C, or C++: .cc, .cpp, .cxx) with the same flags, find the functions "
+        + "whose code differs, and swap "
         + "all of them from NEW.c as one patch set. Names NEW.c uses bind to the running worker (its functions, "
         + "globals and statics), so the file needs no editing for hpvm."},
     footer = {"", "Example:", "  cp server.c server.c.orig; $EDITOR server.c; hpvm patch server.c.orig server.c"})

@@ -37,12 +37,12 @@ final class SwapCommand extends PatchingCommand {
 
     @Parameters(arity = "1..*", paramLabel = "FUNCTION... OBJECT",
         description = {"The function(s) to replace, then the relocatable object that defines them (gcc -c) or a C "
-            + "source file (.c) to compile first.", "Several functions are swapped as one patch set: linked "
+            + "source file (.c; .cc, .cpp, .cxx for C++) to compile first.", "Several functions are swapped as one patch set: linked "
             + "together (they call each other's new code) and rolled back together."})
     List<String> args;
 
     @picocli.CommandLine.Option(names = "--cflags", paramLabel = "FLAGS",
-        description = "Flags for compiling a .c file (default: those given to 'hpvm run --cflags', else -O2).")
+        description = "Flags for compiling a source file (default: those given to 'hpvm run --cflags', else -O2).")
     String cflags;
 
     @Override

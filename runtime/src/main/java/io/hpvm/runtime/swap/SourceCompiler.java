@@ -10,20 +10,28 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Pattern;
 
 /**
- * Compiles a C source file into a relocatable object with the system compiler ({@code cc -c}), for
- * {@code hpvm swap FN file.c}: the flags are the ones given with {@code --cflags}, or those the worker was started
- * with ({@code hpvm run --cflags}), split on whitespace.
+ * Compiles a C or C++ source file into a relocatable object with the system compiler ({@code cc -c}, or
+ * {@code c++ -c} for .cc, .cpp, .cxx, .C), for {@code hpvm swap FN file.c} and {@code hpvm patch}: the flags are the
+ * ones given with {@code --cflags}, or those the worker was started with ({@code hpvm run --cflags}), split on
+ * whitespace.
  */
 public final class SourceCompiler {
 
     private SourceCompiler() {
     }
 
+    private static final Pattern SOURCE = Pattern.compile("\\.(c|cc|cpp|cxx|c\\+\\+|C)$");
+
     /** True for the file names handled as source rather than as an object. */
     public static boolean isSource(Path file) {
-        return file.getFileName().toString().endsWith(".c");
+        return SOURCE.matcher(file.getFileName().toString()).find();
+    }
+
+    private static boolean isCxx(Path file) {
+        return isSource(file) && !file.getFileName().toString().endsWith(".c");
     }
 
     /** Compiles {@code source} and returns the object file (in a temporary directory). */
@@ -31,7 +39,7 @@ public final class SourceCompiler {
         if (!Files.isRegularFile(source)) {
             throw new HpvmException(ExitCode.BAD_FILE, source + ": no such file");
         }
-        List<String> cmd = new ArrayList<>(List.of("cc", "-c"));
+        List<String> cmd = new ArrayList<>(List.of(isCxx(source) ? "c++" : "cc", "-c"));
         for (String f : flags.trim().split("\\s+")) {
             if (!f.isEmpty()) {
                 cmd.add(f);
@@ -39,7 +47,7 @@ public final class SourceCompiler {
         }
         try {
             Path dir = Files.createTempDirectory("hpvm-cc");
-            Path object = dir.resolve(source.getFileName().toString().replaceAll("\\.c$", ".o"));
+            Path object = dir.resolve(SOURCE.matcher(source.getFileName().toString()).replaceAll(".o"));
             cmd.addAll(List.of("-o", object.toString(), source.toString()));
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
