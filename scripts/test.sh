@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-hpvm_need g++:g++   # the C++ workers of the tests
+hpvm_need g++:g++ clang:clang   # the tests build C++ workers, and check clang-compiled programs too
 mvn -B -ntp -Dstyle.color=never install "$@"

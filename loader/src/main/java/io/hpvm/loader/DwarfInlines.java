@@ -29,10 +29,14 @@ public final class DwarfInlines {
     private static final int AT_SPECIFICATION = 0x47;
     private static final int AT_LINKAGE_NAME = 0x6e;
     private static final int AT_MIPS_LINKAGE_NAME = 0x2007;
+    private static final int AT_STR_OFFSETS_BASE = 0x72;
 
     private final ByteBuffer info;
     private final byte[] str;
     private final byte[] lineStr;
+    private final ByteBuffer strOffsets;
+    /** The current unit's DW_AT_str_offsets_base (clang's DWARF 5 names are indexes into .debug_str_offsets). */
+    private long strOffsetsBase;
     private final ByteBuffer abbrev;
     /** DIE offset -> name (linkage name preferred). */
     private final Map<Long, String> names = new HashMap<>();
@@ -46,6 +50,7 @@ public final class DwarfInlines {
         this.abbrev = ByteBuffer.wrap(data(image, ".debug_abbrev")).order(ByteOrder.LITTLE_ENDIAN);
         this.str = data(image, ".debug_str");
         this.lineStr = data(image, ".debug_line_str");
+        this.strOffsets = ByteBuffer.wrap(data(image, ".debug_str_offsets")).order(ByteOrder.LITTLE_ENDIAN);
     }
 
     private static byte[] data(ElfImage image, String name) {
@@ -167,6 +172,7 @@ public final class DwarfInlines {
                           int version) {
         // The stack of open DIEs with children, to know the subprogram an inlined copy sits in.
         List<long[]> open = new ArrayList<>(); // {die offset, tag}
+        strOffsetsBase = offsetSize == 8 ? 16 : 8; // after the .debug_str_offsets header, until the unit says
         while (info.position() < unitEnd) {
             long die = info.position();
             long code = uleb(info);
@@ -195,6 +201,8 @@ public final class DwarfInlines {
                     } else {
                         linkage = s;
                     }
+                } else if (attr == AT_STR_OFFSETS_BASE && form == 0x17) {
+                    strOffsetsBase = offsetSize == 8 ? info.getLong() : Integer.toUnsignedLong(info.getInt());
                 } else if (wanted && (attr == AT_ABSTRACT_ORIGIN || attr == AT_SPECIFICATION)) {
                     long ref = reference(form, offsetSize, addressSize, version);
                     origin = form == 0x10 ? ref : unitStart + ref;
@@ -238,9 +246,24 @@ public final class DwarfInlines {
                 long off = offsetSize == 8 ? info.getLong() : Integer.toUnsignedLong(info.getInt());
                 return cString(form == 0x0e ? str : lineStr, off);
             }
+            case 0x1a, 0x25, 0x26, 0x27, 0x28 -> {
+                long index = switch (form) {
+                    case 0x25 -> Byte.toUnsignedLong(info.get());
+                    case 0x26 -> Short.toUnsignedLong(info.getShort());
+                    case 0x27 -> Byte.toUnsignedLong(info.get()) | Short.toUnsignedLong(info.getShort()) << 8;
+                    case 0x28 -> Integer.toUnsignedLong(info.getInt());
+                    default -> uleb(info);
+                };
+                long at = strOffsetsBase + index * offsetSize;
+                if (at + offsetSize > strOffsets.limit()) {
+                    return null;
+                }
+                return cString(str, offsetSize == 8 ? strOffsets.getLong((int) at)
+                    : Integer.toUnsignedLong(strOffsets.getInt((int) at)));
+            }
             default -> {
                 skip(form, offsetSize, 8, 5);
-                return null; // string index forms (split DWARF): not resolved
+                return null; // the GNU split-DWARF index forms: not resolved
             }
         }
     }

@@ -119,12 +119,16 @@ public final class ImageDiff {
     private Symbol counterpart(Symbol s) {
         List<Symbol> all = imageByName.getOrDefault(s.name(), List.of());
         if (!s.isLocal()) {
+            Symbol onlyLocal = null;
+            int locals = 0;
             for (Symbol g : all) {
                 if (!g.isLocal()) {
                     return g;
                 }
+                onlyLocal = g;
+                locals++;
             }
-            return null;
+            return locals == 1 ? onlyLocal : null; // a hidden symbol (visibility) ends up local in the executable
         }
         Symbol only = null;
         int locals = 0;
@@ -303,8 +307,8 @@ public final class ImageDiff {
             return !t.isFunction() || t.name().indexOf('.') < 0 || sameCode(t, g, new HashSet<>());
         }
         for (Symbol g : imageByName.getOrDefault(t.name(), List.of())) {
-            if (!g.isLocal() && g.value() == address) {
-                return true;
+            if (g.value() == address) {
+                return true; // global, or hidden (local in the executable): the same name at the same place
             }
         }
         return false;

@@ -208,7 +208,7 @@ public final class Linker {
         if (target.isTls() || sym.type() == Elf.STT_TLS) {
             throw refusedTls(sym.name(), where);
         }
-        if (target.isWritableData() && !isConstantCell(target)) {
+        if (target.isWritableData() && !isConstantCell(target) && !isUnwindTable(s)) {
             return new Edge(s, r, kind, ABSOLUTE, bindData(s, sym, 0, where), sym.name());
         }
         if (target.isExecutable() && !sym.isLocal() && !(entryNames.size() > 1 && entryNames.contains(sym.name()))) {
@@ -284,7 +284,7 @@ public final class Linker {
         if (target.isTls()) {
             throw refusedTls(target.name(), where);
         }
-        if (target.isWritableData() && !isConstantCell(target)) {
+        if (target.isWritableData() && !isConstantCell(target) && !isUnwindTable(s)) {
             Symbol covering = coveringSymbol(target, r, kind, where);
             return new Edge(s, r, kind, ABSOLUTE, bindData(s, covering, covering.value(), where), covering.name());
         }
@@ -331,6 +331,14 @@ public final class Linker {
      */
     private static boolean isConstantCell(Section s) {
         return s.name().startsWith(".data.rel.local.DW.ref.") || s.name().startsWith(".data.DW.ref.");
+    }
+
+    /**
+     * The unwinder's tables: what they point at in writable sections are pointer cells it only reads (clang puts the
+     * LSDA's type_info cells in plain {@code .data}), so those sections are copied with the patch instead of bound.
+     */
+    private static boolean isUnwindTable(Section s) {
+        return s.name().startsWith(".gcc_except_table") || s.name().equals(".eh_frame");
     }
 
     private long bindData(Section from, Symbol sym, long symbolOffset, String where) throws LoadException {

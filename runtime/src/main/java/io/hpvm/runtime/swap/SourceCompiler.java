@@ -14,9 +14,9 @@ import java.util.regex.Pattern;
 
 /**
  * Compiles a C or C++ source file into a relocatable object with the system compiler ({@code cc -c}, or
- * {@code c++ -c} for .cc, .cpp, .cxx, .C), for {@code hpvm swap FN file.c} and {@code hpvm patch}: the flags are the
- * ones given with {@code --cflags}, or those the worker was started with ({@code hpvm run --cflags}), split on
- * whitespace.
+ * {@code c++ -c} for .cc, .cpp, .cxx, .C; {@code $CC} and {@code $CXX} override them), for
+ * {@code hpvm swap FN file.c} and {@code hpvm patch}: the flags are the ones given with {@code --cflags}, or those
+ * the worker was started with ({@code hpvm run --cflags}), split on whitespace.
  */
 public final class SourceCompiler {
 
@@ -30,6 +30,12 @@ public final class SourceCompiler {
         return SOURCE.matcher(file.getFileName().toString()).find();
     }
 
+    /** {@code $CC} / {@code $CXX} when set (one word: the compiler the program was built with), else the default. */
+    private static String compiler(String variable, String fallback) {
+        String v = System.getenv(variable);
+        return v == null || v.isBlank() ? fallback : v.trim();
+    }
+
     private static boolean isCxx(Path file) {
         return isSource(file) && !file.getFileName().toString().endsWith(".c");
     }
@@ -39,7 +45,8 @@ public final class SourceCompiler {
         if (!Files.isRegularFile(source)) {
             throw new HpvmException(ExitCode.BAD_FILE, source + ": no such file");
         }
-        List<String> cmd = new ArrayList<>(List.of(isCxx(source) ? "c++" : "cc", "-c"));
+        List<String> cmd = new ArrayList<>(List.of(compiler(isCxx(source) ? "CXX" : "CC", isCxx(source) ? "c++" : "cc"),
+            "-c"));
         for (String f : flags.trim().split("\\s+")) {
             if (!f.isEmpty()) {
                 cmd.add(f);

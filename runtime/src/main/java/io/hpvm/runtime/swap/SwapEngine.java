@@ -113,7 +113,15 @@ public final class SwapEngine {
             timings.mark("link");
             java.util.Map<String, java.util.Set<String>> inlined = inlinedCopies(symbols, entries);
             timings.mark("dwarf");
-            List<String> stale = staleCallees(obj, symbols, image, entries);
+            List<String> stale = new ArrayList<>();
+            for (String name : staleCallees(obj, symbols, image, entries)) {
+                FunctionRecord callee = reg.function(name);
+                VersionRecord current = callee == null || callee.current() == 0 ? null
+                    : reg.version(name, callee.current());
+                if (current == null || !current.object().equals(object.toAbsolutePath().toString())) {
+                    stale.add(name); // unless the worker already runs this object's version of it
+                }
+            }
             timings.mark("compare-callees");
             // A register-preserving thunk per member whose new version writes more than its original.
             long end = base + image.size();
