@@ -49,7 +49,19 @@ class MultiFileMatrixTest {
                 }
             }
         }
+        all.add("clang -O2 -g"); // built with clang: hpvm patch compiles with cc, the --all-changed object with clang
+        all.add("clang -O0 -fPIC");
         return all.stream();
+    }
+
+    /** Compiles with gcc, or with clang when {@code flags} starts with "clang". */
+    static void compile(Path dir, String flags, String... rest) {
+        List<String> cmd = new ArrayList<>(Arrays.asList(flags.split(" ")));
+        if (!flags.startsWith("clang")) {
+            cmd.add(0, "gcc");
+        }
+        cmd.addAll(List.of(rest));
+        Gcc.tool(cmd.toArray(new String[0]));
     }
 
     /** What the worker prints for an order, with unit price base * multiplier. */
@@ -79,11 +91,12 @@ class MultiFileMatrixTest {
         String pricing = Files.readString(dir.resolve("pricing.c"));
         assertTrue(pricing.contains("* 3;"), "the fixture's unit price line");
         Gcc.write(dir, "pricing_new.c", pricing.replace("* 3;", "* 4;"));
-        List<String> build = new ArrayList<>(Arrays.asList(flags.split(" ")));
-        build.addAll(List.of("main.c", "orders.c", "pricing.c", "inventory.c"));
-        Path exe = Gcc.link(dir, "shop", build.toArray(new String[0]));
+        Path exe = dir.resolve("shop");
+        compile(dir, flags, "-o", exe.toString(), dir.resolve("main.c").toString(), dir.resolve("orders.c").toString(),
+            dir.resolve("pricing.c").toString(), dir.resolve("inventory.c").toString());
+        String cflags = flags.replaceFirst("^clang ", "");
         Path sessions = dir.resolve("sessions");
-        try (TestWorker w = TestWorker.start(sessions, List.of("--cflags", flags), exe)) {
+        try (TestWorker w = TestWorker.start(sessions, List.of("--cflags", cflags), exe)) {
             long[] before = parse(w.awaitLines(w.mark(), 3, SwapTest.WAIT).get(2));
             assertEquals(total(before, 3), before[3], "the original price: " + Arrays.toString(before));
 
@@ -100,8 +113,8 @@ class MultiFileMatrixTest {
             assertEquals(0, rollback.code(), rollback.toString());
             last = expectPrices(w, 3, last);
 
-            Path object = Gcc.object(dir, "pricing_new", Files.readString(dir.resolve("pricing_new.c")),
-                flags.split(" "));
+            Path object = dir.resolve("pricing_new.o");
+            compile(dir, flags, "-c", "-o", object.toString(), dir.resolve("pricing_new.c").toString());
             Hpvm.Result swap = Hpvm.cmd(sessions, "swap", "--all-changed", object.toString());
             assertEquals(0, swap.code(), swap.toString());
             assertEquals(patched, assertChangedAreExactlyTheEdited(swap.out()),
