@@ -244,8 +244,9 @@ class LinkerTest {
             }
             int other(int x) { try { return check(x); } catch (int) { return -2; } }
             """, "-O2", "-ffunction-sections");
+        // A worker without a DW.ref cell of its own (a C program that loaded libstdc++): the patch brings its own.
         LinkedImage img = Linker.link(RelocatableObject.read(o), "_Z5checki",
-            (n, s) -> new SymbolResolver.Resolution(NEAR, "test"), BASE);
+            (n, s) -> n.startsWith("DW.ref.") ? null : new SymbolResolver.Resolution(NEAR, "test"), BASE);
         java.util.List<long[]> fdes = fdes(img);
         for (long[] fde : fdes) {
             assertTrue(img.codeFrom(fde[0]) != null, "every FDE describes code placed: " + Long.toHexString(fde[0]));
@@ -257,5 +258,12 @@ class LinkerTest {
         assertTrue(personality != null, "the personality cell is placed: " + img.sections());
         assertEquals(NEAR, le(img).getLong((int) (personality - BASE)), "and holds the worker's personality routine");
         assertTrue(!img.sections().containsKey(".text._Z5otheri"), "other() is not placed");
+        // A C++ worker has the cell (a COMDAT copy): the patch uses the worker's, like a linker keeping one copy.
+        long workerCell = NEAR + 0x100;
+        LinkedImage bound = Linker.link(RelocatableObject.read(o), "_Z5checki", (n, s) -> new SymbolResolver.Resolution(
+            n.equals("DW.ref.__gxx_personality_v0") ? workerCell : NEAR, "test"), BASE);
+        assertTrue(!bound.sections().containsKey(".data.rel.local.DW.ref.__gxx_personality_v0"), bound.sections()
+            .toString());
+        assertEquals(workerCell, bound.bindings().get("DW.ref.__gxx_personality_v0").address());
     }
 }

@@ -55,7 +55,7 @@ public final class RemoteThread implements AutoCloseable {
             while (regs == null) {
                 WaitStatus st = tracee.waitStop();
                 if (!st.stopped()) {
-                    throw new SystemException("thread " + tracee.pid() + " of the worker " + st);
+                    throw new Gone(tracee.pid(), st, "");
                 }
                 if (st.event() == 0 && st.stopSignal() != LibC.SIGTRAP) {
                     pendingSignal = st.stopSignal(); // delivered when the thread is let go
@@ -116,6 +116,29 @@ public final class RemoteThread implements AutoCloseable {
         return quiet;
     }
 
+    /**
+     * The borrowed thread ended (the worker exited or was killed meanwhile). Its wait status was consumed here: for
+     * the worker's main thread that is the worker's exit status, which the supervisor must still report.
+     */
+    public static final class Gone extends SystemException {
+        private final int tid;
+        private final transient WaitStatus status;
+
+        Gone(int tid, WaitStatus status, String when) {
+            super("thread " + tid + " of the worker " + status + when);
+            this.tid = tid;
+            this.status = status;
+        }
+
+        public int tid() {
+            return tid;
+        }
+
+        public WaitStatus status() {
+            return status;
+        }
+    }
+
     public int tid() {
         return tracee.pid();
     }
@@ -171,7 +194,7 @@ public final class RemoteThread implements AutoCloseable {
                 continue;
             }
             if (!st.stopped()) {
-                throw new SystemException("thread " + tracee.pid() + " of the worker " + st + " during the " + what);
+                throw new Gone(tracee.pid(), st, " during the " + what);
             }
             if (st.event() == 0 && st.stopSignal() == LibC.SIGTRAP) {
                 long[] now = tracee.getRegs();
@@ -192,7 +215,7 @@ public final class RemoteThread implements AutoCloseable {
         while (true) {
             WaitStatus st = tracee.waitStop();
             if (!st.stopped()) {
-                throw new SystemException("thread " + tracee.pid() + " of the worker " + st);
+                throw new Gone(tracee.pid(), st, "");
             }
             if (st.event() != 0 || st.stopSignal() == LibC.SIGTRAP) {
                 return;

@@ -4,7 +4,7 @@ import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
 
 /** A failed system call, named with its arguments and errno: {@code ptrace(PTRACE_SEIZE, 1234): EPERM ...}. */
-public final class SystemException extends HpvmException {
+public class SystemException extends HpvmException {
 
     public SystemException(String message) {
         super(ExitCode.SYSTEM, message);

@@ -42,6 +42,8 @@ final class ControlServer implements AutoCloseable {
     private final ServerSocketChannel server;
     private final Selector selector;
     private volatile boolean exited;
+    /** The worker's exit status when a request's wait consumed it. */
+    private WaitStatus workerStatus;
     private String unavailable;
     private boolean exitWatched;
     /** Per process: where its next {@code struct object} goes, and how many are left in its page. */
@@ -118,6 +120,9 @@ final class ControlServer implements AutoCloseable {
 
     /** The worker's exit status once it has exited (reaping it), else null. */
     private Integer reap() throws SystemException {
+        if (workerStatus != null) {
+            return workerStatus.shellStatus(); // reaped by a borrowed-thread wait on the main thread
+        }
         com.sun.jna.ptr.IntByReference status = new com.sun.jna.ptr.IntByReference();
         try {
             int got = LibC.INSTANCE.waitpid(pid, status, LibC.WNOHANG);
@@ -246,6 +251,9 @@ final class ControlServer implements AutoCloseable {
                 threads.append(threads.length() == 0 ? "" : ", ").append(t.tid());
             } catch (SystemException e) {
                 borrowed = null;
+                if (e instanceof RemoteThread.Gone gone && gone.tid() == pid) {
+                    workerStatus = gone.status();
+                }
                 if (process == pid) {
                     throw e;
                 }
