@@ -93,6 +93,31 @@ class PatchSetTest {
         }
     }
 
+    /**
+     * The README's way: keep a backup copy, edit the file in place, patch from the two. The backup's name
+     * (lib.c.orig) is not a C file name to the compiler, and the file includes a header from its own directory.
+     */
+    @Test
+    void patchFromABackupCopyAndTheEditedFile() throws java.io.IOException {
+        Path src = dir.resolve("src");
+        Gcc.write(src, "lib.h", "#define FACTOR 10\n");
+        Gcc.write(src, "lib.c", "#include \"lib.h\"\n" + LIB.replace("* 10;", "* FACTOR;"));
+        Path exe = Gcc.executable(dir, "shop_backup", MAIN, "-O2", src.resolve("lib.c").toString());
+        java.nio.file.Files.copy(src.resolve("lib.c"), src.resolve("lib.c.orig"));
+        Gcc.write(src, "lib.c", "#include \"lib.h\"\n" + LIB.replace("* 10;", "* FACTOR * 3;"));
+        Path sessions = dir.resolve("sessions_backup");
+        try (TestWorker w = TestWorker.start(sessions, List.of("--cflags", "-O2"), exe)) {
+            w.awaitLines(w.mark(), 2, SwapTest.WAIT);
+            Hpvm.Result r = Hpvm.cmd(sessions, "patch", src.resolve("lib.c.orig").toString(),
+                src.resolve("lib.c").toString());
+            assertEquals(0, r.code(), r.toString());
+            assertTrue(r.out().startsWith("changed functions: price\n"), r.out());
+            for (String line : from(w, l -> price(l) == (first(l) + 1) * 30, 3)) {
+                assertEquals((first(line) + 1) * 30, price(line), line);
+            }
+        }
+    }
+
     @Test
     void unchangedSourceSwapsNothing() {
         Path exe = worker();

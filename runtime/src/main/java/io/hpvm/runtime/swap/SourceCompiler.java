@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
@@ -23,11 +24,25 @@ public final class SourceCompiler {
     private SourceCompiler() {
     }
 
-    private static final Pattern SOURCE = Pattern.compile("\\.(c|cc|cpp|cxx|c\\+\\+|C)$");
+    /**
+     * A source file name: {@code x.c}, {@code x.cc}, ..., also with a backup or edit suffix after it
+     * ({@code x.c.orig}, {@code x.c.new}, {@code x.c~}), but not {@code x.c.o} (an object, as CMake names them).
+     */
+    private static final Pattern SOURCE = Pattern.compile("^(.*\\.(c|cc|cpp|cxx|c\\+\\+|C))(\\.(?!o$)[\\w-]+|~)?$");
 
     /** True for the file names handled as source rather than as an object. */
     public static boolean isSource(Path file) {
-        return SOURCE.matcher(file.getFileName().toString()).find();
+        return SOURCE.matcher(file.getFileName().toString()).matches();
+    }
+
+    /**
+     * The name the file is compiled under: its own without a backup suffix ({@code pricing.c.orig} ->
+     * {@code pricing.c}). It decides the language and becomes the object's {@code STT_FILE} symbol, by which the
+     * patch's {@code static} names bind to the worker's of the same source file.
+     */
+    static String compiledName(Path file) {
+        Matcher m = SOURCE.matcher(file.getFileName().toString());
+        return m.matches() ? m.group(1) : file.getFileName().toString();
     }
 
     /** {@code $CC} / {@code $CXX} when set (one word: the compiler the program was built with), else the default. */
@@ -36,17 +51,18 @@ public final class SourceCompiler {
         return v == null || v.isBlank() ? fallback : v.trim();
     }
 
-    private static boolean isCxx(Path file) {
-        return isSource(file) && !file.getFileName().toString().endsWith(".c");
-    }
-
-    /** Compiles {@code source} and returns the object file (in a temporary directory). */
+    /**
+     * Compiles {@code source} and returns the object file (in a temporary directory, kept: the session's version
+     * record names it). The file is compiled from a copy named {@link #compiledName}, with {@code -iquote} its own
+     * directory so that its {@code #include "..."} files are found as before; diagnostics name the original file.
+     */
     public static Path compile(Path source, String flags) throws HpvmException {
         if (!Files.isRegularFile(source)) {
             throw new HpvmException(ExitCode.BAD_FILE, source + ": no such file");
         }
-        List<String> cmd = new ArrayList<>(List.of(compiler(isCxx(source) ? "CXX" : "CC", isCxx(source) ? "c++" : "cc"),
-            "-c"));
+        String name = compiledName(source);
+        boolean cxx = !name.endsWith(".c");
+        List<String> cmd = new ArrayList<>(List.of(cxx ? compiler("CXX", "c++") : compiler("CC", "cc"), "-c"));
         for (String f : flags.trim().split("\\s+")) {
             if (!f.isEmpty()) {
                 cmd.add(f);
@@ -54,17 +70,21 @@ public final class SourceCompiler {
         }
         try {
             Path dir = Files.createTempDirectory("hpvm-cc");
-            Path object = dir.resolve(SOURCE.matcher(source.getFileName().toString()).replaceAll(".o"));
-            cmd.addAll(List.of("-o", object.toString(), source.toString()));
+            Path copy = Files.copy(source, dir.resolve(name));
+            Path object = dir.resolve(name.replaceAll("\\.[^.]+$", "") + ".o");
+            Path home = source.toAbsolutePath().getParent();
+            cmd.addAll(List.of("-iquote", home.toString(), "-o", object.toString(), copy.toString()));
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
             if (!p.waitFor(120, TimeUnit.SECONDS) || p.exitValue() != 0) {
                 throw new HpvmException(ExitCode.BAD_FILE, "compiling " + source + " failed (" + String.join(" ", cmd)
-                    + "):\n" + out.strip());
+                    .replace(copy.toString(), source.toString()) + "):\n" + out.replace(copy.toString(),
+                    source.toString()).strip());
             }
+            Files.delete(copy);
             return object;
         } catch (IOException e) {
-            throw new HpvmException(ExitCode.SYSTEM, "cannot run the compiler (" + String.join(" ", cmd) + "): "
+            throw new HpvmException(ExitCode.SYSTEM, "cannot compile " + source + " (" + String.join(" ", cmd) + "): "
                 + e.getMessage(), e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
