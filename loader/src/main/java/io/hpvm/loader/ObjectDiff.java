@@ -63,17 +63,39 @@ public final class ObjectDiff {
             relocs.append(r.offset() - start).append(':').append(r.type()).append(':');
             if (t.type() == Elf.STT_SECTION && t.sectionIndex() < obj.sections().size()) {
                 Section target = obj.section(t.sectionIndex());
-                relocs.append(target.isExecutable() ? target.name() : target.name().replaceAll("\\.\\d+$", ""))
-                    .append('+').append(r.addend());
+                relocs.append(target.isExecutable() ? target.name() : target.name().replaceAll("\\.\\d+$", ""));
                 if (!target.isExecutable() && !target.isWritableData()) {
+                    // Read-only data: the bytes referenced count, not where the assembler put them (an earlier
+                    // string that grew moves the rest).
                     relocs.append('=').append(Arrays.hashCode(referenced(target, r)));
+                } else {
+                    relocs.append('+').append(r.addend());
                 }
+            } else if (t.isLocal() && t.isDefined() && t.sectionIndex() > 0 && t.sectionIndex() < obj.sections().size()
+                && !obj.section(t.sectionIndex()).isExecutable() && !obj.section(t.sectionIndex()).isWritableData()) {
+                // A label in read-only data (.LC0, kept by the assembler with -g or -fdata-sections): what counts
+                // is the string or constant there, not the label's number.
+                Section target = obj.section(t.sectionIndex());
+                relocs.append(target.name().replaceAll("\\.\\d+$", "")).append('+').append(r.addend()).append('=')
+                    .append(Arrays.hashCode(labelled(obj, target, t.value())));
             } else {
                 relocs.append(t.name()).append('+').append(r.addend());
             }
             relocs.append(';');
         }
         return Arrays.toString(code) + "|" + relocs;
+    }
+
+    /** The bytes of the item at label offset {@code from}: up to the next label or symbol of the section, or its end. */
+    static byte[] labelled(RelocatableObject obj, Section target, long from) {
+        long to = target.data().length;
+        for (Symbol s : obj.symbols()) {
+            if (s.sectionIndex() == target.index() && s.type() != Elf.STT_SECTION && s.value() > from
+                && s.value() < to) {
+                to = s.value();
+            }
+        }
+        return Arrays.copyOfRange(target.data(), (int) Math.min(from, to), (int) to);
     }
 
     /** The read-only bytes a relocation points at: a string up to its NUL, or the rest of the section. */
