@@ -41,6 +41,9 @@ public final class Linker {
     /** Set when an unresolved or refused name was referenced from a section that holds several functions. */
     private String sharedSection;
     private final Map<String, SymbolResolver.Resolution> bindings = new TreeMap<>();
+    /** Sections whose bytes a relaxation rewrote (index -> new bytes), and relocations it made moot. */
+    private final Map<Integer, byte[]> rewritten = new TreeMap<>();
+    private final java.util.Set<String> dropped = new java.util.HashSet<>();
     /** The object's unwind information for the sections placed, or null. */
     private UnwindInfo unwind;
 
@@ -135,7 +138,9 @@ public final class Linker {
         while (!work.isEmpty()) {
             Section s = obj.section(work.poll());
             for (Relocation r : obj.relocations(s.index())) {
-                edges.add(edge(s, r));
+                if (!dropped.contains(s.index() + ":" + r.offset())) {
+                    edges.add(edge(s, r));
+                }
             }
         }
     }
@@ -246,13 +251,66 @@ public final class Linker {
             sym = coveringSymbol(obj.section(sym.sectionIndex()), r, EdgeKind.TPOFF32, where);
         }
         Long tpoff = sym.name().isEmpty() ? null : resolver.threadPointerOffset(sym.name(), sym);
+        if (tpoff == null && r.type() == Elf.R_X86_64_GOTTPOFF) {
+            Edge viaWorkerGot = workerTpoffSlot(s, r, sym, r.offset(), r.addend(), where);
+            if (viaWorkerGot != null) {
+                return viaWorkerGot;
+            }
+        }
         if (tpoff == null) {
             throw refusedTls(sym.name(), where + " (" + Elf.relocationName(r.type()) + "): the worker has no such "
-                + "thread-local variable in its executable");
+                + "thread-local variable in its executable, and its executable never uses one of that name from a "
+                + "shared library");
         }
         bindings.put(sym.name(), new SymbolResolver.Resolution(tpoff, "thread-local, %fs" + (tpoff < 0 ? "" : "+")
             + tpoff));
         return new Edge(s, r, EdgeKind.of(r.type()), ABSOLUTE, tpoff, sym.name());
+    }
+
+    /**
+     * A shared library's thread-local variable that the executable itself uses (initial-exec: a GOT slot the dynamic
+     * linker filled with the variable's offset from the thread pointer): the patch's fixup at {@code offset} reads
+     * that very slot. Null when the executable has no such slot.
+     */
+    private Edge workerTpoffSlot(Section s, Relocation r, Symbol sym, long offset, long addend, String where) {
+        Long slot = sym.name().isEmpty() ? null : resolver.tpoffSlot(sym.name());
+        if (slot == null) {
+            return null;
+        }
+        bindings.put(sym.name(), new SymbolResolver.Resolution(slot, "thread-local of a library, through the "
+            + "executable's GOT slot"));
+        return new Edge(s, new Relocation(offset, Elf.R_X86_64_PC32, r.symbolIndex(), addend), EdgeKind.PCREL32,
+            ABSOLUTE, slot, sym.name());
+    }
+
+    /**
+     * General-dynamic access to a shared library's thread-local variable: relaxed to initial-exec, as a linker does
+     * for an executable. The 16 bytes {@code data16 lea x@tlsgd(%rip),%rdi; data16 data16 rex64 call
+     * __tls_get_addr} become {@code mov %fs:0,%rax; add x@gottpoff(%rip),%rax}, reading the executable's GOT slot for
+     * x; the call's relocation is dropped. Null when the bytes are not that sequence or there is no such slot.
+     */
+    private Edge relaxGeneralDynamic(Section s, Relocation r, Symbol sym, String where) {
+        byte[] d = bytesOf(s);
+        int at = (int) r.offset();
+        if (at < 4 || at + 12 > d.length || (d[at - 4] & 0xff) != 0x66 || (d[at - 3] & 0xff) != 0x48
+            || (d[at - 2] & 0xff) != 0x8d || (d[at - 1] & 0xff) != 0x3d || (d[at + 4] & 0xff) != 0x66
+            || (d[at + 5] & 0xff) != 0x66 || (d[at + 6] & 0xff) != 0x48 || (d[at + 7] & 0xff) != 0xe8) {
+            return null;
+        }
+        Edge e = workerTpoffSlot(s, r, sym, at + 8, -4, where);
+        if (e == null) {
+            return null;
+        }
+        byte[] ie = {0x64, 0x48, (byte) 0x8b, 0x04, 0x25, 0, 0, 0, 0, 0x48, 0x03, 0x05, 0, 0, 0, 0};
+        byte[] copy = d.clone();
+        System.arraycopy(ie, 0, copy, at - 4, ie.length);
+        rewritten.put(s.index(), copy);
+        dropped.add(s.index() + ":" + (at + 8));
+        return e;
+    }
+
+    private byte[] bytesOf(Section s) {
+        return rewritten.getOrDefault(s.index(), s.data());
     }
 
     /**
@@ -271,9 +329,16 @@ public final class Linker {
             sym = coveringSymbol(obj.section(sym.sectionIndex()), r, EdgeKind.DTPOFF32, where);
         }
         Long offset = sym.name().isEmpty() ? null : resolver.moduleTlsOffset(sym.name(), sym);
+        if (offset == null && kind == EdgeKind.TLS_GD_PCREL32) {
+            Edge relaxed = relaxGeneralDynamic(s, r, sym, where);
+            if (relaxed != null) {
+                return relaxed;
+            }
+        }
         if (offset == null) {
-            throw refusedTls(sym.name(), where + " (" + Elf.relocationName(r.type()) + "): the worker's executable "
-                + "has no such thread-local variable (those of shared libraries are not supported)");
+            throw refusedTls(sym.name(), where + " (" + Elf.relocationName(r.type()) + "): the worker has no such "
+                + "thread-local variable in its executable, and its executable never uses one of that name from a "
+                + "shared library");
         }
         bindings.put(sym.name(), new SymbolResolver.Resolution(offset, "thread-local, module 1 +" + offset));
         return new Edge(s, r, kind, ABSOLUTE, offset, sym.name());
@@ -374,8 +439,8 @@ public final class Linker {
 
     private LoadException refusedTls(String name, String where) {
         return new LoadException(LoadException.Kind.REFUSED, objName + ": '" + entryName
-            + "' uses thread-local data '" + name + "' (referenced at " + where + "); thread-local variables are not "
-            + "supported in patches yet");
+            + "' uses thread-local data '" + name + "' (referenced at " + where + "); a patch may use the executable's "
+            + "thread-local variables and the shared libraries' ones the executable uses itself, but cannot add any");
     }
 
     private void requireAlloc(Section target, String where) throws LoadException {
@@ -461,7 +526,8 @@ public final class Linker {
             Section s = unwind != null && p.getKey() == unwind.section().index() ? unwind.section()
                 : obj.section(p.getKey());
             if (s.type() != Elf.SHT_NOBITS) {
-                System.arraycopy(s.data(), 0, image, (int) (p.getValue() - base), s.data().length);
+                byte[] data = bytesOf(s);
+                System.arraycopy(data, 0, image, (int) (p.getValue() - base), data.length);
             }
         }
         for (Map<Long, Long> table : List.of(got, tlsGot)) {

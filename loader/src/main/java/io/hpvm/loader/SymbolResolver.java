@@ -33,6 +33,14 @@ public interface SymbolResolver {
     }
 
     /**
+     * The run-time address of a GOT slot of the target's executable that holds {@code name}'s offset from the thread
+     * pointer (its own initial-exec access to a shared library's thread-local variable), or null.
+     */
+    default Long tpoffSlot(String name) {
+        return null;
+    }
+
+    /**
      * A resolved address.
      *
      * @param address run-time address in the target

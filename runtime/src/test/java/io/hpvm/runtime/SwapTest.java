@@ -394,6 +394,50 @@ class SwapTest {
         }
     }
 
+    /**
+     * A shared library's thread-local variable that the program uses: initial-exec access reads the executable's own
+     * GOT slot for it; a -fPIC patch's general-dynamic access is relaxed to that. One the program never uses is
+     * refused with the reason.
+     */
+    @ParameterizedTest(name = "patch flags: {0}")
+    @CsvSource({"-O2", "-O2 -fPIC", "-O0 -fPIC"})
+    void patchUsesASharedLibrarysThreadLocalTheProgramUses(String patchFlags) {
+        Gcc.write(dir, "libt.c", "__thread long lib_counter = 5;\n__thread long lib_unused;\n");
+        Path lib = dir.resolve("libt.so");
+        Gcc.tool("gcc", "-O2", "-shared", "-fPIC", "-o", lib.toString(), dir.resolve("libt.c").toString());
+        Path main = Gcc.write(dir, "libtls.c", """
+            #include <stdio.h>
+            #include <unistd.h>
+            extern __thread long lib_counter;
+            __attribute__((noinline)) long tick(void) { return ++lib_counter; }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) { long v = tick(); printf("%ld %ld\\n", i, v); usleep(20000); }
+            }
+            """);
+        Path exe = Gcc.link(dir, "libtls", "-O2", main.toString(), "-L" + dir, "-lt", "-Wl,-rpath," + dir);
+        Path patch = Gcc.object(dir, "libtls_fix", "extern __thread long lib_counter;\n"
+            + "long tick(void) { lib_counter += 100; return lib_counter; }\n", patchFlags.split(" "));
+        Path unused = Gcc.object(dir, "libtls_unused", "extern __thread long lib_unused;\n"
+            + "long tick(void) { return ++lib_unused; }\n", patchFlags.split(" "));
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            long last = Long.parseLong(w.awaitLines(w.mark(), 3, WAIT).get(2).split(" ")[1]);
+            Hpvm.Result refused = Hpvm.cmd(sessions(), "swap", "tick", unused.toString());
+            assertEquals(6, refused.code(), refused.toString());
+            assertTrue(refused.err().contains("lib_unused") && refused.err().contains("never uses one of that name"),
+                refused.toString());
+            Hpvm.Result r = ok(Hpvm.cmd(sessions(), "swap", "-v", "tick", patch.toString()));
+            assertTrue(r.out().contains("through the executable's GOT slot"), r.out());
+            List<String> after = PatchSetTest.from(w, l -> Long.parseLong(l.split(" ")[1]) > last + 100, 3);
+            long prev = -1;
+            for (String line : after) {
+                long v = Long.parseLong(line.split(" ")[1]);
+                assertTrue(prev < 0 || v == prev + 100, "the library's TLS counter goes on by 100: " + after);
+                prev = v;
+            }
+        }
+    }
+
     /** A file-static thread-local variable, the file recompiled with -fPIC: local-dynamic access (TLSLD, DTPOFF32). */
     @Test
     void patchUsesAFileStaticThreadLocalThroughLocalDynamicAccess() {

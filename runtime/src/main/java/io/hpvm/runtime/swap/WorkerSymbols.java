@@ -170,6 +170,34 @@ public final class WorkerSymbols implements SymbolResolver {
         return s.value() - blockSize - firstByte;
     }
 
+    /**
+     * The executable's GOT slot for a shared library's thread-local {@code name}: an {@code R_X86_64_TPOFF64}
+     * dynamic relocation, which the dynamic linker filled with the variable's offset from the thread pointer (the
+     * same in every thread: the library's TLS is in the static TLS block).
+     */
+    @Override
+    public Long tpoffSlot(String name) {
+        List<Symbol> dyn = exe.dynamicSymbols();
+        for (io.hpvm.loader.Section rela : exe.sections()) {
+            if (rela.type() != Elf.SHT_RELA || !rela.isAlloc()) {
+                continue;
+            }
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(rela.data()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            while (b.remaining() >= 24) {
+                long at = b.getLong();
+                long info = b.getLong();
+                b.getLong();
+                int sym = (int) (info >>> 32);
+                if ((int) info == R_X86_64_TPOFF64 && sym > 0 && sym < dyn.size() && dyn.get(sym).name().equals(name)) {
+                    return exeBias + at;
+                }
+            }
+        }
+        return null;
+    }
+
+    private static final int R_X86_64_TPOFF64 = 18;
+
     /** The executable is always TLS module 1 (glibc gives the main program the first module id). */
     @Override
     public Long moduleTlsOffset(String name, Symbol use) {
