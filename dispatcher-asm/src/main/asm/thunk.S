@@ -12,6 +12,9 @@
  * version finds them at the usual offsets. Functions with more than 128 bytes of stack arguments are not supported
  * through a thunk.
  *
+ * It carries call frame information (.cfi_*), so that a C++ exception thrown by the new version unwinds through the
+ * thunk's frame to the caller; hpvm registers the thunk's .eh_frame with the new version's.
+ *
  * Frame (472 bytes; 472 = 8 mod 16 keeps the call 16-byte aligned):
  *   0..127    copied stack arguments
  *   128..199  rax rcx rdx rsi rdi r8 r9 r10 r11
@@ -22,7 +25,9 @@
         .globl  hpvm_thunk
         .type   hpvm_thunk, @function
 hpvm_thunk:
+        .cfi_startproc
         sub     $FRAME, %rsp
+        .cfi_adjust_cfa_offset FRAME
         mov     %rax, 128(%rsp)
         mov     %rcx, 136(%rsp)
         mov     %rdx, 144(%rsp)
@@ -93,6 +98,8 @@ hpvm_thunk:
         restorex 24, %xmm15, 448
         restore 8, %r11, 192                    /* last: r11 holds the mask until here */
         add     $FRAME, %rsp
+        .cfi_adjust_cfa_offset -FRAME
         ret
+        .cfi_endproc
         .size   hpvm_thunk, .-hpvm_thunk
         .section .note.GNU-stack,"",@progbits

@@ -66,11 +66,16 @@ public final class Snippets {
      * the caller-saved registers in {@code preserveMask} (a {@link Registers} mask).
      */
     public static byte[] thunk(long address, long target, long preserveMask) throws LoadException {
+        return thunkImage(address, target, preserveMask).bytes();
+    }
+
+    /** The thunk as a linked image: its bytes and its unwind information ({@link LinkedImage#unwindInfo()}). */
+    public static LinkedImage thunkImage(long address, long target, long preserveMask) throws LoadException {
         return Linker.link(THUNK, "hpvm_thunk", (name, sym) -> switch (name) {
             case "hpvm_thunk_target" -> new SymbolResolver.Resolution(target, "new version");
             case "hpvm_thunk_mask" -> new SymbolResolver.Resolution(preserveMask, "register mask");
             default -> null;
-        }, address).bytes();
+        }, address);
     }
 
     /** {@code syscall; int3}, for injection at {@code address}. */

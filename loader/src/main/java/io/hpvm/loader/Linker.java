@@ -41,6 +41,8 @@ public final class Linker {
     /** Set when an unresolved or refused name was referenced from a section that holds several functions. */
     private String sharedSection;
     private final Map<String, SymbolResolver.Resolution> bindings = new TreeMap<>();
+    /** Where the image goes (known before linking: references can be judged near or far). */
+    private long base;
     /** Sections whose bytes a relaxation rewrote (index -> new bytes), and relocations it made moot. */
     private final Map<Integer, byte[]> rewritten = new TreeMap<>();
     private final java.util.Set<String> dropped = new java.util.HashSet<>();
@@ -106,6 +108,7 @@ public final class Linker {
     }
 
     private LinkedImage run(long base) throws LoadException {
+        this.base = base;
         List<Symbol> entries = new ArrayList<>();
         for (String name : entryNames) {
             Symbol entry = obj.definedSymbol(name);
@@ -201,6 +204,9 @@ public final class Linker {
                 return new Edge(s, r, kind, ABSOLUTE, 0, sym.name());
             }
             bindings.put(sym.name(), res);
+            if (kind == EdgeKind.PCREL32 && !fits(res.address() - base) && leaToGotLoad(s, r)) {
+                return new Edge(s, r, EdgeKind.GOT_PCREL32, ABSOLUTE, res.address(), sym.name());
+            }
             return new Edge(s, r, kind, ABSOLUTE, res.address(), sym.name());
         }
         if (sym.sectionIndex() == Elf.SHN_ABS) {
@@ -307,6 +313,25 @@ public final class Linker {
         rewritten.put(s.index(), copy);
         dropped.add(s.index() + ":" + (at + 8));
         return e;
+    }
+
+    /**
+     * Code compiled for an executable takes the address of a shared library's object with {@code lea x(%rip)}, which
+     * the program's linker would have served with a copy relocation. The patch sits far from the library, so the
+     * {@code lea} becomes {@code mov x@GOTPCREL(%rip)} (the reverse of the linker's GOT relaxation; same length,
+     * same result), reading a GOT entry made beside the code. True when the fixup is such a {@code lea}.
+     */
+    private boolean leaToGotLoad(Section s, Relocation r) {
+        byte[] d = bytesOf(s);
+        int at = (int) r.offset();
+        if (r.addend() != -4 || at < 3 || at + 4 > d.length || (d[at - 2] & 0xff) != 0x8d
+            || (d[at - 1] & 0xc7) != 0x05 || (d[at - 3] & 0xf8) != 0x48) {
+            return false;
+        }
+        byte[] copy = d.clone();
+        copy[at - 2] = (byte) 0x8b;
+        rewritten.put(s.index(), copy);
+        return true;
     }
 
     private byte[] bytesOf(Section s) {

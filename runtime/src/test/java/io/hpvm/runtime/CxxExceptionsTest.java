@@ -188,6 +188,50 @@ class CxxExceptionsTest {
         }
     }
 
+    /**
+     * A leaf function in another file gets a version that throws: it now writes registers the original never did,
+     * so it is entered through the register-preserving thunk, and the exception unwinds through the thunk's frame
+     * (thunk.S carries CFI, registered with the new code). The patch also takes the address of a libstdc++
+     * type_info with a plain lea, which hpvm turns into a GOT load.
+     */
+    @Test
+    void aLeafFunctionThatNowThrowsUnwindsThroughTheThunk() {
+        Gcc.write(dir, "main.cc", """
+            #include <cstdio>
+            #include <stdexcept>
+            #include <unistd.h>
+            int check(int x);
+            int main() {
+                std::setvbuf(stdout, nullptr, _IOLBF, 0);
+                for (int i = 0; ; i++) {
+                    try { int r = check(i); std::printf("%d ok %d\\n", i, r); }
+                    catch (const std::exception &e) { std::printf("%d caught %s\\n", i, e.what()); }
+                    usleep(20000);
+                }
+            }
+            """);
+        Gcc.write(dir, "check.cc", "int check(int x) { return x * 2; }\n");
+        Path exe = dir.resolve("leaf");
+        gxx("-O2", "-o", exe.toString(), dir.resolve("main.cc").toString(), dir.resolve("check.cc").toString());
+        Path fix = patch("check_fix", "#include <stdexcept>\nint check(int x) { if (x % 5 == 0) "
+            + "throw std::invalid_argument(\"multiple of five\"); return x * 2; }\n", "-O2");
+        Path sessions = dir.resolve("sessions_leaf");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            w.awaitLines(w.mark(), 2, SwapTest.WAIT);
+            int mark = w.mark();
+            Hpvm.Result r = Hpvm.cmd(sessions, "swap", "check", fix.toString());
+            assertEquals(0, r.code(), r.toString());
+            assertTrue(r.out().contains("register-preserving thunk") && r.out().contains("unwind info registered"),
+                r.out());
+            int first = w.awaitLineIndex(Math.max(0, mark - 1), l -> l.endsWith(" caught multiple of five"),
+                SwapTest.WAIT);
+            for (String line : w.awaitLines(first, 8, SwapTest.WAIT)) {
+                int i = Integer.parseInt(line.split(" ")[0]);
+                assertEquals(i % 5 == 0 ? i + " caught multiple of five" : i + " ok " + 2 * i, line, w.toString());
+            }
+        }
+    }
+
     /** The same swap without registration: the unwinder cannot find the new code's frames and terminates. */
     @Test
     void withoutRegistrationTheWorkerTerminates() {

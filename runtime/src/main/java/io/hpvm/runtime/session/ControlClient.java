@@ -29,12 +29,15 @@ public final class ControlClient {
 
     /**
      * Asks the supervisor to call {@code registerFunction(ehFrame, storage)} ({@code __register_frame_info}) in the
-     * worker. Returns the supervisor's detail line (which thread, how long).
+     * worker for each of {@code ehFrames}. Returns the supervisor's detail line (which threads, how long).
      */
-    public static String registerUnwind(SessionDir session, long registerFunction, long ehFrame)
+    public static String registerUnwind(SessionDir session, long registerFunction, java.util.List<Long> ehFrames)
         throws SystemException {
-        return request(session, REGISTER_UNWIND + " " + Long.toHexString(registerFunction) + " "
-            + Long.toHexString(ehFrame));
+        StringBuilder line = new StringBuilder(REGISTER_UNWIND).append(' ').append(Long.toHexString(registerFunction));
+        for (long eh : ehFrames) {
+            line.append(' ').append(Long.toHexString(eh));
+        }
+        return request(session, line.toString());
     }
 
     static String request(SessionDir session, String line) throws SystemException {

@@ -207,8 +207,12 @@ final class ControlServer implements AutoCloseable {
 
     private String handle(String request) throws SystemException {
         String[] w = request.split(" ");
-        if (w.length == 3 && w[0].equals(ControlClient.REGISTER_UNWIND)) {
-            return registerUnwind(Long.parseUnsignedLong(w[1], 16), Long.parseUnsignedLong(w[2], 16));
+        if (w.length >= 3 && w[0].equals(ControlClient.REGISTER_UNWIND)) {
+            List<Long> tables = new java.util.ArrayList<>();
+            for (int i = 2; i < w.length; i++) {
+                tables.add(Long.parseUnsignedLong(w[i], 16));
+            }
+            return registerUnwind(Long.parseUnsignedLong(w[1], 16), tables);
         }
         throw new SystemException("unknown request '" + request + "'");
     }
@@ -220,7 +224,7 @@ final class ControlServer implements AutoCloseable {
      * so the call allocates nothing: a thread interrupted inside malloc cannot deadlock it. Registrations are never
      * undone: patch code is never freed.
      */
-    private String registerUnwind(long function, long ehFrame) throws SystemException {
+    private String registerUnwind(long function, List<Long> ehFrames) throws SystemException {
         long t0 = System.nanoTime();
         // Only the worker and its descendants: never another process that happens to map the session files.
         java.util.List<Integer> processes = new java.util.ArrayList<>(List.of(pid));
@@ -236,18 +240,20 @@ final class ControlServer implements AutoCloseable {
             try (RemoteThread t = RemoteThread.attach(process, pad)) {
                 borrowed = t;
                 long[] pool = objects.computeIfAbsent(process, k -> new long[2]); // {next, left}
-                if (pool[1] == 0) {
-                    long page = t.syscall(SYS_MMAP, 0, OBJECT_PAGE, 3 /* RW */, 0x22 /* PRIVATE|ANON */, -1, 0);
-                    if (page < 0 && page > -4096) {
-                        throw SystemException.of("mmap in process " + process + " for unwind registrations",
-                            (int) -page);
+                for (long ehFrame : ehFrames) {
+                    if (pool[1] == 0) {
+                        long page = t.syscall(SYS_MMAP, 0, OBJECT_PAGE, 3 /* RW */, 0x22 /* PRIVATE|ANON */, -1, 0);
+                        if (page < 0 && page > -4096) {
+                            throw SystemException.of("mmap in process " + process + " for unwind registrations",
+                                (int) -page);
+                        }
+                        pool[0] = page;
+                        pool[1] = OBJECT_PAGE / OBJECT_SIZE;
                     }
-                    pool[0] = page;
-                    pool[1] = OBJECT_PAGE / OBJECT_SIZE;
+                    t.call(function, CALL_TIMEOUT_MS, ehFrame, pool[0]);
+                    pool[0] += OBJECT_SIZE;
+                    pool[1]--;
                 }
-                t.call(function, CALL_TIMEOUT_MS, ehFrame, pool[0]);
-                pool[0] += OBJECT_SIZE;
-                pool[1]--;
                 threads.append(threads.length() == 0 ? "" : ", ").append(t.tid());
             } catch (SystemException e) {
                 borrowed = null;

@@ -128,6 +128,7 @@ public final class SwapEngine {
             long[] targets = new long[fns.size()];
             long[] preserved = new long[fns.size()];
             List<byte[]> thunks = new ArrayList<>();
+            List<Long> unwindTables = new ArrayList<>(); // the thunks' (the image's is added when it has one)
             List<Long> thunkAt = new ArrayList<>();
             for (int i = 0; i < fns.size(); i++) {
                 long entry = image.entries().get(entries.get(i));
@@ -136,7 +137,11 @@ public final class SwapEngine {
                 if (preserved[i] != 0) {
                     long at = (end + 15) & ~15L;
                     try {
-                        thunks.add(Snippets.thunk(at, entry, preserved[i]));
+                        LinkedImage thunk = Snippets.thunkImage(at, entry, preserved[i]);
+                        thunks.add(thunk.bytes());
+                        if (thunk.unwindInfo() != 0) {
+                            unwindTables.add(thunk.unwindInfo());
+                        }
                     } catch (LoadException e) {
                         throw new SystemException("cannot link the register-preserving thunk: " + e.getMessage(), e);
                     }
@@ -161,7 +166,7 @@ public final class SwapEngine {
                     code.write(thunkAt.get(k), thunks.get(k));
                 }
                 timings.mark("write");
-                unwind = registerUnwind(symbols, image);
+                unwind = registerUnwind(symbols, image, unwindTables);
                 timings.mark("unwind");
                 for (int i = 0; i < fns.size(); i++) {
                     slots.setRelease(fns.get(i).slot(), targets[i]);
@@ -234,9 +239,10 @@ public final class SwapEngine {
      * leaves the worker unchanged. Skipped when the image has no unwind information or the worker has no unwinder
      * loaded (a C program without libgcc_s: nothing there could unwind). Returns what was done, for the report.
      */
-    private String registerUnwind(WorkerSymbols symbols, LinkedImage image) throws SystemException {
+    private String registerUnwind(WorkerSymbols symbols, LinkedImage image, List<Long> thunkTables)
+        throws SystemException {
         if (image.unwindInfo() == 0) {
-            return "";
+            return ""; // no unwind information for the new code: nothing can unwind through it anyway
         }
         if (!registerUnwindInfo) {
             return "unwind info not registered (--no-unwind-info)";
@@ -246,8 +252,10 @@ public final class SwapEngine {
         if (fn == null) {
             return "";
         }
-        String detail = io.hpvm.runtime.session.ControlClient.registerUnwind(session, fn.address(),
-            image.unwindInfo());
+        List<Long> tables = new ArrayList<>();
+        tables.add(image.unwindInfo());
+        tables.addAll(thunkTables); // a thunk's frame sits between the new code and its caller
+        String detail = io.hpvm.runtime.session.ControlClient.registerUnwind(session, fn.address(), tables);
         return "unwind info " + detail;
     }
 
