@@ -58,15 +58,27 @@ class LinkerTest {
         assertEquals((int) (NEAR - 4 - (BASE + 3)), le(img).getInt(3), "S + A - P");
     }
 
+    /** A load from a far library variable cannot be rewritten in place: a link error naming everything. */
     @Test
     void pcRelative32OutOfRangeIsALinkErrorNamingEverything() {
         LoadException e = assertThrows(LoadException.class,
-            () -> link("pc32far", "        lea ext(%rip), %rax\n        ret", FAR, "R_X86_64_PC32"));
+            () -> link("pc32far", "        mov ext(%rip), %rax\n        ret", FAR, "R_X86_64_PC32"));
         assertEquals(LoadException.Kind.LINK, e.kind());
         for (String part : new String[] {"pc32far.o", "R_X86_64_PC32", ".text+0x3", "'ext'", "0x7f1234567000",
             "-fPIC"}) {
             assertTrue(e.getMessage().contains(part), part + " in: " + e.getMessage());
         }
+    }
+
+    /** Taking a far library object's address with lea becomes a load of that address from a GOT entry. */
+    @Test
+    void farLeaBecomesAGotLoad() throws LoadException {
+        // 48 8d 05 <disp32>: lea ext(%rip), %rax  ->  48 8b 05 <disp32 to a GOT entry holding FAR>
+        LinkedImage img = link("leafar", "        lea ext(%rip), %rax\n        ret", FAR, "R_X86_64_PC32");
+        assertEquals((byte) 0x8b, img.bytes()[1], "mov, not lea");
+        long slot = BASE + 7 + le(img).getInt(3);
+        assertEquals(FAR, le(img).getLong((int) (slot - BASE)), "the GOT entry holds the far address");
+        assertEquals(1, img.gotEntries());
     }
 
     @Test
