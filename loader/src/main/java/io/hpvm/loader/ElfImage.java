@@ -183,6 +183,35 @@ public final class ElfImage {
         return out;
     }
 
+    /**
+     * One dynamic relocation ({@code .rela.dyn}, {@code .rela.plt}): what the dynamic linker writes at
+     * {@code offset} (a link-time address) when the file is loaded.
+     *
+     * @param symbol the {@code .dynsym} name it refers to, or "" (RELATIVE and friends)
+     */
+    public record DynamicRelocation(long offset, int type, String symbol, long addend) {
+    }
+
+    /** Every dynamic relocation of the file, in file order. */
+    public List<DynamicRelocation> dynamicRelocations() {
+        List<DynamicRelocation> out = new ArrayList<>();
+        for (Section rela : sections) {
+            if (rela.type() != Elf.SHT_RELA || !rela.isAlloc()) {
+                continue;
+            }
+            ByteBuffer b = ElfReader.le(rela.data());
+            while (b.remaining() >= 24) {
+                long at = b.getLong();
+                long info = b.getLong();
+                long addend = b.getLong();
+                int sym = (int) (info >>> 32);
+                out.add(new DynamicRelocation(at, (int) info, sym > 0 && sym < dynamicSymbols.size()
+                    ? dynamicSymbols.get(sym).name() : "", addend));
+            }
+        }
+        return out;
+    }
+
     /** The GNU build-id as hex, or "" when the file has none. */
     public String buildId() {
         return buildId;

@@ -1,6 +1,5 @@
 package io.hpvm.loader;
 
-import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -67,24 +66,12 @@ public final class ImageDiff {
                 imageByName.computeIfAbsent(s.name(), k -> new ArrayList<>()).add(s);
             }
         }
-        List<Symbol> dyn = image.dynamicSymbols();
-        for (Section rela : image.sections()) {
-            if (rela.type() != Elf.SHT_RELA || !rela.isAlloc()) {
-                continue;
-            }
-            ByteBuffer b = ElfReader.le(rela.data());
-            while (b.remaining() >= 24) {
-                long at = b.getLong();
-                long info = b.getLong();
-                long addend = b.getLong();
-                int type = (int) info;
-                int sym = (int) (info >>> 32);
-                if ((type == R_GLOB_DAT || type == R_JUMP_SLOT || type == Elf.R_X86_64_64) && sym > 0
-                    && sym < dyn.size()) {
-                    gotSlotNames.put(at, dyn.get(sym).name());
-                } else if (type == R_RELATIVE) {
-                    gotSlotValues.put(at, addend);
-                }
+        for (ElfImage.DynamicRelocation d : image.dynamicRelocations()) {
+            if ((d.type() == R_GLOB_DAT || d.type() == R_JUMP_SLOT || d.type() == Elf.R_X86_64_64)
+                && !d.symbol().isEmpty()) {
+                gotSlotNames.put(d.offset(), d.symbol());
+            } else if (d.type() == R_RELATIVE) {
+                gotSlotValues.put(d.offset(), d.addend());
             }
         }
     }

@@ -177,20 +177,9 @@ public final class WorkerSymbols implements SymbolResolver {
      */
     @Override
     public Long tpoffSlot(String name) {
-        List<Symbol> dyn = exe.dynamicSymbols();
-        for (io.hpvm.loader.Section rela : exe.sections()) {
-            if (rela.type() != Elf.SHT_RELA || !rela.isAlloc()) {
-                continue;
-            }
-            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(rela.data()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-            while (b.remaining() >= 24) {
-                long at = b.getLong();
-                long info = b.getLong();
-                b.getLong();
-                int sym = (int) (info >>> 32);
-                if ((int) info == R_X86_64_TPOFF64 && sym > 0 && sym < dyn.size() && dyn.get(sym).name().equals(name)) {
-                    return exeBias + at;
-                }
+        for (ElfImage.DynamicRelocation d : exe.dynamicRelocations()) {
+            if (d.type() == R_X86_64_TPOFF64 && d.symbol().equals(name)) {
+                return exeBias + d.offset();
             }
         }
         return null;
