@@ -40,29 +40,42 @@ public final class ControlClient {
         return request(session, line.toString());
     }
 
+    /**
+     * Reads from {@code ch} until a newline, the end of the stream, {@code capacity} bytes or {@code deadline}
+     * ({@code System.nanoTime()}), whichever comes first, and returns what arrived (a complete line ends with
+     * {@code \n}). Both ends of the control socket read this way, so that neither waits forever on the other.
+     */
+    public static String readLine(SocketChannel ch, int capacity, long deadline) throws IOException {
+        ch.configureBlocking(false);
+        ByteBuffer in = ByteBuffer.allocate(capacity);
+        try (Selector s = Selector.open()) {
+            ch.register(s, SelectionKey.OP_READ);
+            while (in.hasRemaining() && (in.position() == 0 || in.get(in.position() - 1) != '\n')) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0) {
+                    break;
+                }
+                s.select(left);
+                s.selectedKeys().clear();
+                if (ch.read(in) < 0) {
+                    break;
+                }
+            }
+        }
+        return new String(in.array(), 0, in.position(), StandardCharsets.UTF_8);
+    }
+
     static String request(SessionDir session, String line) throws SystemException {
         try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
             ch.connect(UnixDomainSocketAddress.of(session.control()));
             ch.write(ByteBuffer.wrap((line + "\n").getBytes(StandardCharsets.UTF_8)));
-            ch.configureBlocking(false);
-            ByteBuffer in = ByteBuffer.allocate(4096);
             long deadline = System.nanoTime() + TIMEOUT_MS * 1_000_000;
-            try (Selector s = Selector.open()) {
-                ch.register(s, SelectionKey.OP_READ);
-                while (in.hasRemaining() && (in.position() == 0 || in.get(in.position() - 1) != '\n')) {
-                    long left = (deadline - System.nanoTime()) / 1_000_000;
-                    if (left <= 0) {
-                        throw new SystemException("the supervisor of session " + session.dir() + " did not answer '"
-                            + line.split(" ")[0] + "' within " + TIMEOUT_MS / 1000 + " s");
-                    }
-                    s.select(left);
-                    s.selectedKeys().clear();
-                    if (ch.read(in) < 0) {
-                        break;
-                    }
-                }
+            String raw = readLine(ch, 4096, deadline);
+            if (!raw.endsWith("\n") && System.nanoTime() >= deadline) {
+                throw new SystemException("the supervisor of session " + session.dir() + " did not answer '"
+                    + line.split(" ")[0] + "' within " + TIMEOUT_MS / 1000 + " s");
             }
-            String reply = new String(in.array(), 0, in.position(), StandardCharsets.UTF_8).trim();
+            String reply = raw.trim();
             if (reply.startsWith("ok")) {
                 return reply.substring(2).trim();
             }

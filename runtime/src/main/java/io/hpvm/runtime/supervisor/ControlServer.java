@@ -173,7 +173,8 @@ final class ControlServer implements AutoCloseable {
     }
 
     private void answer(SocketChannel ch) throws IOException {
-        String request = readLine(ch);
+        // At most a second for the request: a client that sends nothing must not stall the supervisor.
+        String request = ControlClient.readLine(ch, 1024, System.nanoTime() + 1_000_000_000L).trim();
         String reply;
         try {
             reply = "ok " + handle(request);
@@ -182,27 +183,6 @@ final class ControlServer implements AutoCloseable {
         }
         ch.configureBlocking(true);
         ch.write(ByteBuffer.wrap((reply.replace('\n', ' ') + "\n").getBytes(StandardCharsets.UTF_8)));
-    }
-
-    /** One request line, waiting at most a second for it (a client that sends nothing must not stall us). */
-    private static String readLine(SocketChannel ch) throws IOException {
-        ch.configureBlocking(false);
-        ByteBuffer in = ByteBuffer.allocate(1024);
-        long deadline = System.nanoTime() + 1_000_000_000L;
-        try (Selector s = Selector.open()) {
-            ch.register(s, SelectionKey.OP_READ);
-            while (in.hasRemaining() && (in.position() == 0 || in.get(in.position() - 1) != '\n')) {
-                long left = (deadline - System.nanoTime()) / 1_000_000;
-                if (left <= 0 || s.select(left) == 0) {
-                    break;
-                }
-                s.selectedKeys().clear();
-                if (ch.read(in) < 0) {
-                    break;
-                }
-            }
-        }
-        return new String(in.array(), 0, in.position(), StandardCharsets.UTF_8).trim();
     }
 
     private String handle(String request) throws SystemException {
