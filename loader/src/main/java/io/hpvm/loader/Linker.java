@@ -219,7 +219,7 @@ public final class Linker {
         if (target.isTls() || sym.type() == Elf.STT_TLS) {
             throw refusedTls(sym.name(), where);
         }
-        if (target.isWritableData() && !isConstantCell(target) && !isUnwindTable(s)) {
+        if (target.isWritableData() && !isUnwindTable(s)) {
             return new Edge(s, r, kind, ABSOLUTE, bindData(s, sym, 0, where), sym.name());
         }
         if (target.isExecutable() && !sym.isLocal() && !(entryNames.size() > 1 && entryNames.contains(sym.name()))) {
@@ -253,9 +253,7 @@ public final class Linker {
     private Edge tlsEdge(Section s, Relocation r) throws LoadException {
         Symbol sym = obj.symbols().get(r.symbolIndex());
         String where = s.name() + "+" + Elf.hex(r.offset());
-        if (sym.type() == Elf.STT_SECTION) {
-            sym = coveringSymbol(obj.section(sym.sectionIndex()), r, EdgeKind.TPOFF32, where);
-        }
+        sym = tlsVariable(sym, r, where);
         Long tpoff = sym.name().isEmpty() ? null : resolver.threadPointerOffset(sym.name(), sym);
         if (tpoff == null && r.type() == Elf.R_X86_64_GOTTPOFF) {
             Edge viaWorkerGot = workerTpoffSlot(s, r, sym, r.offset(), r.addend(), where);
@@ -264,9 +262,7 @@ public final class Linker {
             }
         }
         if (tpoff == null) {
-            throw refusedTls(sym.name(), where + " (" + Elf.relocationName(r.type()) + "): the worker has no such "
-                + "thread-local variable in its executable, and its executable never uses one of that name from a "
-                + "shared library");
+            throw noSuchTls(sym, r, where);
         }
         bindings.put(sym.name(), new SymbolResolver.Resolution(tpoff, "thread-local, %fs" + (tpoff < 0 ? "" : "+")
             + tpoff));
@@ -350,9 +346,7 @@ public final class Linker {
         if (kind == EdgeKind.TLS_LD_PCREL32) {
             return new Edge(s, r, kind, ABSOLUTE, 0, "(the executable's TLS block)");
         }
-        if (sym.type() == Elf.STT_SECTION) {
-            sym = coveringSymbol(obj.section(sym.sectionIndex()), r, EdgeKind.DTPOFF32, where);
-        }
+        sym = tlsVariable(sym, r, where);
         Long offset = sym.name().isEmpty() ? null : resolver.moduleTlsOffset(sym.name(), sym);
         if (offset == null && kind == EdgeKind.TLS_GD_PCREL32) {
             Edge relaxed = relaxGeneralDynamic(s, r, sym, where);
@@ -361,9 +355,7 @@ public final class Linker {
             }
         }
         if (offset == null) {
-            throw refusedTls(sym.name(), where + " (" + Elf.relocationName(r.type()) + "): the worker has no such "
-                + "thread-local variable in its executable, and its executable never uses one of that name from a "
-                + "shared library");
+            throw noSuchTls(sym, r, where);
         }
         bindings.put(sym.name(), new SymbolResolver.Resolution(offset, "thread-local, module 1 +" + offset));
         return new Edge(s, r, kind, ABSOLUTE, offset, sym.name());
@@ -374,7 +366,7 @@ public final class Linker {
         if (target.isTls()) {
             throw refusedTls(target.name(), where);
         }
-        if (target.isWritableData() && !isConstantCell(target) && !isUnwindTable(s)) {
+        if (target.isWritableData() && !isUnwindTable(s)) {
             Symbol covering = coveringSymbol(target, r, kind, where);
             return new Edge(s, r, kind, ABSOLUTE, bindData(s, covering, covering.value(), where), covering.name());
         }
@@ -415,17 +407,10 @@ public final class Linker {
     }
 
     /**
-     * {@code DW.ref.NAME}: an 8-byte cell holding the address of a personality routine or a type_info, which the
-     * unwinder reads through the CIE's and the LSDA's indirect pointers. Writable only so that the dynamic linker can
-     * fill it in; nothing writes it at run time, so the patch's own copy is placed with its read-only data.
-     */
-    private static boolean isConstantCell(Section s) {
-        return s.name().startsWith(".data.rel.local.DW.ref.") || s.name().startsWith(".data.DW.ref.");
-    }
-
-    /**
-     * The unwinder's tables: what they point at in writable sections are pointer cells it only reads (clang puts the
-     * LSDA's type_info cells in plain {@code .data}), so those sections are copied with the patch instead of bound.
+     * The unwinder's tables. What they point at in writable sections are 8-byte pointer cells it only reads: gcc's
+     * {@code DW.ref.NAME} (the personality routine, a type_info) and clang's unnamed type_info cells in plain
+     * {@code .data}. Writable only so that the dynamic linker can fill them in; nothing writes them at run time, so
+     * they are placed with the patch (or, being COMDAT, bound to the worker's copy) instead of bound as variables.
      */
     private static boolean isUnwindTable(Section s) {
         return s.name().startsWith(".gcc_except_table") || s.name().equals(".eh_frame");
@@ -460,6 +445,19 @@ public final class Linker {
         return sharedSection == null ? "" : ". The reference is in " + sharedSection + ", which holds other functions "
             + "too: if '" + entryName + "' itself does not need it, compile the patch with -ffunction-sections "
             + "-fdata-sections so that only what '" + entryName + "' reaches is linked";
+    }
+
+    /** The named thread-local variable a TLS relocation means ({@code .tbss+A} mapped back to its symbol). */
+    private Symbol tlsVariable(Symbol sym, Relocation r, String where) throws LoadException {
+        // Looked up at offset A, as TPOFF32 and DTPOFF32 mean it (both kinds are absolute).
+        return sym.type() == Elf.STT_SECTION ? coveringSymbol(obj.section(sym.sectionIndex()), r, EdgeKind.DTPOFF32,
+            where) : sym;
+    }
+
+    private LoadException noSuchTls(Symbol sym, Relocation r, String where) {
+        return refusedTls(sym.name(), where + " (" + Elf.relocationName(r.type()) + "): the worker has no such "
+            + "thread-local variable in its executable, and its executable never uses one of that name from a "
+            + "shared library");
     }
 
     private LoadException refusedTls(String name, String where) {

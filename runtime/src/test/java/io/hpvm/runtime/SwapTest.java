@@ -70,6 +70,20 @@ class SwapTest {
         }
     }
 
+    /**
+     * Lines "i value": from the first value past {@code last + 100}, the next lines go on by 100 each (a counter the
+     * new version adds 100 to, which went on from the worker's live value).
+     */
+    static void assertCountsOnBy100(TestWorker w, long last, String counter) {
+        List<String> after = PatchSetTest.from(w, l -> Long.parseLong(l.split(" ")[1]) > last + 100, 3);
+        long prev = -1;
+        for (String line : after) {
+            long v = Long.parseLong(line.split(" ")[1]);
+            assertTrue(v > last + 100 && (prev < 0 || v == prev + 100), counter + " goes on by 100: " + after);
+            prev = v;
+        }
+    }
+
     static Hpvm.Result ok(Hpvm.Result r) {
         assertEquals(0, r.code(), r.toString());
         return r;
@@ -383,14 +397,7 @@ class SwapTest {
             List<String> before = w.awaitLines(w.mark(), 3, WAIT);
             long last = Long.parseLong(before.get(2).split(" ")[1]);
             ok(Hpvm.cmd(sessions(), "swap", "tick", patch.toString()));
-            List<String> after = PatchSetTest.from(w, l -> Long.parseLong(l.split(" ")[1]) > last + 100, 3);
-            long prev = -1;
-            for (String line : after) {
-                long v = Long.parseLong(line.split(" ")[1]);
-                assertTrue(v > last + 100 && (prev < 0 || v == prev + 100), "the live TLS counter goes on by 100: "
-                    + after);
-                prev = v;
-            }
+            assertCountsOnBy100(w, last, "the live TLS counter");
         }
     }
 
@@ -428,13 +435,7 @@ class SwapTest {
                 refused.toString());
             Hpvm.Result r = ok(Hpvm.cmd(sessions(), "swap", "-v", "tick", patch.toString()));
             assertTrue(r.out().contains("through the executable's GOT slot"), r.out());
-            List<String> after = PatchSetTest.from(w, l -> Long.parseLong(l.split(" ")[1]) > last + 100, 3);
-            long prev = -1;
-            for (String line : after) {
-                long v = Long.parseLong(line.split(" ")[1]);
-                assertTrue(prev < 0 || v == prev + 100, "the library's TLS counter goes on by 100: " + after);
-                prev = v;
-            }
+            assertCountsOnBy100(w, last, "the library's TLS counter");
         }
     }
 
@@ -459,13 +460,7 @@ class SwapTest {
         try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
             long last = Long.parseLong(w.awaitLines(w.mark(), 3, WAIT).get(2).split(" ")[1]);
             ok(Hpvm.cmd(sessions(), "swap", "tick", patch.toString()));
-            List<String> after = PatchSetTest.from(w, l -> Long.parseLong(l.split(" ")[1]) > last + 100, 3);
-            long prev = -1;
-            for (String line : after) {
-                long v = Long.parseLong(line.split(" ")[1]);
-                assertTrue(prev < 0 || v == prev + 100, "the worker's static TLS counter goes on by 100: " + after);
-                prev = v;
-            }
+            assertCountsOnBy100(w, last, "the worker's static TLS counter");
         }
     }
 
