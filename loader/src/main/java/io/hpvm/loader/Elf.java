@@ -85,6 +85,26 @@ public final class Elf {
         return type >= 0 && type < RELOC_NAMES.length ? RELOC_NAMES[type] : "relocation type " + type;
     }
 
+    /**
+     * How many bytes a relocation of this type writes at its offset (the psABI's "field" column), or -1 for a type
+     * hpvm does not know (the linker refuses those by name).
+     */
+    public static int relocationWidth(int type) {
+        return switch (type) {
+            case 0, 35 -> 0;
+            case 14, 15 -> 1;
+            case 12, 13 -> 2;
+            case 2, 3, 4, 9, 10, 11, 19, 20, 21, 22, 23, 26, 32, 34, 41, 42 -> 4;
+            case 1, 16, 17, 18, 24, 25, 27, 28, 29, 30, 31, 33, 37, 38 -> 8;
+            case 36 -> 16;
+            default -> -1;
+        };
+    }
+
+    public static final int SHT_NULL = 0;
+    public static final int SHT_STRTAB = 3;
+    public static final int STB_GNU_UNIQUE = 10;
+
     /** True for the relocation types of thread-local storage access models. */
     public static boolean isTlsRelocation(int type) {
         return type >= 16 && type <= 23 || type >= 34 && type <= 36;

@@ -26,8 +26,8 @@ public final class ElfImage {
 
     private ElfImage(ElfReader r) throws LoadException {
         this.path = r.path;
-        this.type = r.elf.e_type;
-        this.entry = r.elf.e_entry;
+        this.type = r.type;
+        this.entry = r.entry;
         this.sections = Collections.unmodifiableList(r.sections);
         this.segments = Collections.unmodifiableList(r.segments);
         this.hasInterpreter = segments.stream().anyMatch(s -> s.type() == Elf.PT_INTERP);
@@ -58,13 +58,12 @@ public final class ElfImage {
             return "";
         }
         ByteBuffer b = ElfReader.le(note.data());
-        int nameSize = b.getInt();
-        int descSize = b.getInt();
-        b.getInt();
-        int descStart = 12 + ((nameSize + 3) & ~3);
+        long nameSize = Integer.toUnsignedLong(b.getInt());
+        long descSize = Integer.toUnsignedLong(b.getInt());
+        long descStart = 12 + ((nameSize + 3) & ~3L);
         StringBuilder s = new StringBuilder();
-        for (int i = 0; i < descSize && descStart + i < note.data().length; i++) {
-            s.append(String.format("%02x", note.data()[descStart + i]));
+        for (long i = descStart; i < descStart + descSize && i < note.data().length; i++) {
+            s.append(String.format("%02x", note.data()[(int) i]));
         }
         return s.toString();
     }

@@ -55,12 +55,14 @@ public final class ImageDiff {
     private final Map<String, List<Symbol>> imageByName = new HashMap<>();
     private final Map<Long, String> gotSlotNames = new HashMap<>();
     private final Map<Long, Long> gotSlotValues = new HashMap<>();
+    private final SectionSymbols sectionSymbols;
     /** The first reason a comparison failed. */
     private String why;
 
     private ImageDiff(RelocatableObject obj, ElfImage image) {
         this.obj = obj;
         this.image = image;
+        this.sectionSymbols = new SectionSymbols(obj);
         for (Symbol s : image.symbols()) {
             if (s.isDefined() && !s.name().isEmpty() && s.type() != Elf.STT_SECTION && s.type() != Elf.STT_FILE) {
                 imageByName.computeIfAbsent(s.name(), k -> new ArrayList<>()).add(s);
@@ -149,11 +151,8 @@ public final class ImageDiff {
             return fail(f.name() + ": no code in the executable file at " + Elf.hex(g.value()));
         }
         boolean[] masked = new boolean[mine.length];
-        for (Relocation r : obj.relocations(s.index())) {
+        for (Relocation r : obj.relocations(s.index(), f.value(), f.value() + f.size())) {
             long at = r.offset() - f.value();
-            if (at < 0 || at >= f.size()) {
-                continue;
-            }
             EdgeKind kind = EdgeKind.of(r.type());
             if (kind == null || at + kind.width() > f.size()) {
                 return fail(f.name() + "+" + Elf.hex(at) + ": " + Elf.relocationName(r.type()) + " not compared");
@@ -338,24 +337,56 @@ public final class ImageDiff {
         } else if ((sec.flags() & 0x10) != 0 && sec.size() > 0) {
             to = (int) Math.min(d.length, from + Math.max(1, entrySize(sec)));
         }
+        if (to == d.length && to - from > 64) {
+            return sameToTheEnd(sec, from, referenced - from);
+        }
         byte[] theirs = read(referenced, to - from);
         if (theirs == null) {
             return false;
         }
-        Set<Long> relocated = new HashSet<>();
-        for (Relocation rr : obj.relocations(sec.index())) {
-            EdgeKind k = EdgeKind.of(rr.type());
-            for (int i = 0; i < (k == null ? 8 : k.width()); i++) {
-                relocated.add(rr.offset() + i);
-            }
-        }
+        java.util.BitSet relocated = obj.relocatedBytes(sec.index());
         for (int i = from; i < to; i++) {
-            if (!relocated.contains((long) i) && d[i] != theirs[i - from]) {
+            if (!relocated.get(i) && d[i] != theirs[i - from]) {
                 return false;
             }
         }
         return true;
     }
+
+    /**
+     * True when the section's bytes from {@code from} to its end are the executable's at {@code from + delta}
+     * (relocated bytes aside). Every reference into one section placed as a whole has the same delta, so the
+     * section is compared once per delta, from its end backwards, and each reference then costs O(1); a comparison
+     * per reference was quadratic in the section's size. Past {@link #MAX_DELTAS} distinct deltas a section counts
+     * as not proven the same (the conservative answer).
+     */
+    private boolean sameToTheEnd(Section sec, int from, long delta) {
+        Map<Long, Integer> known = lastMismatch.computeIfAbsent(sec.index(), k -> new HashMap<>());
+        Integer last = known.get(delta);
+        if (last == null) {
+            if (known.size() >= MAX_DELTAS) {
+                return false;
+            }
+            byte[] d = sec.data();
+            byte[] theirs = read(delta, d.length);
+            int i = d.length - 1;
+            if (theirs == null) {
+                i = d.length; // the executable does not have the whole section there: nothing is proven
+            } else {
+                java.util.BitSet relocated = obj.relocatedBytes(sec.index());
+                while (i >= 0 && (relocated.get(i) || d[i] == theirs[i])) {
+                    i--;
+                }
+            }
+            last = i;
+            known.put(delta, last);
+        }
+        return from > last;
+    }
+
+    private static final int MAX_DELTAS = 64;
+    /** Per section and delta: the last offset whose byte differs from the executable's ({@link #sameToTheEnd}). */
+    private final Map<Integer, Map<Long, Integer>> lastMismatch = new HashMap<>();
 
     /** Entry size of a mergeable section (SHF_MERGE), from its name's {@code .cstN} suffix when present. */
     private static int entrySize(Section sec) {
@@ -366,9 +397,10 @@ public final class ImageDiff {
     /** The object's named symbol in section {@code index} that covers {@code offset}. */
     private Symbol covering(int index, long offset) {
         Symbol best = null;
-        for (Symbol s : obj.symbols()) {
-            if (s.sectionIndex() == index && !s.name().isEmpty() && s.type() != Elf.STT_SECTION
-                && s.covers(offset) && (best == null || s.size() > 0 && best.size() == 0)) {
+        for (Symbol s : sectionSymbols.covering(index, offset, offset, 16)) {
+            // the first in the symbol table, a sized one before one without a size
+            if (best == null || s.size() > 0 && best.size() == 0 || (s.size() > 0) == (best.size() > 0)
+                && s.index() < best.index()) {
                 best = s;
             }
         }

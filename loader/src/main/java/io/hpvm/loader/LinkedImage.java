@@ -18,16 +18,24 @@ import java.util.Map;
  * @param unwindInfo   run-time address of the image's {@code .eh_frame} (the object's CIEs and the FDEs of the code
  *                     placed, relocated, ending with a zero terminator), for {@code __register_frame_info}; 0 when
  *                     the object has no unwind information for it
+ * @param functions    run-time start -> end of each function symbol placed (the object's {@code st_size})
  */
 public record LinkedImage(long base, byte[] bytes, long entryAddress, Map<String, Long> sections,
                           Map<String, SymbolResolver.Resolution> bindings, int gotEntries, int veneers,
-                          List<long[]> code, Map<String, Long> entries, long unwindInfo) {
+                          List<long[]> code, Map<String, Long> entries, long unwindInfo,
+                          Map<Long, Long> functions) {
 
-    /** The bytes from {@code address} to the end of the executable section that contains it, or null. */
+    /**
+     * The code of the function that starts at {@code address} (up to its symbol's end), or, when no function symbol
+     * starts there, the bytes from {@code address} to the end of its executable section; null outside the code.
+     * Bounded by the function so that analysing every function of an image decodes each byte about once.
+     */
     public byte[] codeFrom(long address) {
         for (long[] r : code) {
             if (address >= r[0] && address < r[1]) {
-                return java.util.Arrays.copyOfRange(bytes, (int) (address - base), (int) (r[1] - base));
+                Long end = functions.get(address);
+                long to = end != null && end > address && end <= r[1] ? end : r[1];
+                return java.util.Arrays.copyOfRange(bytes, (int) (address - base), (int) (to - base));
             }
         }
         return null;

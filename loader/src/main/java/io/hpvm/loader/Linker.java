@@ -26,6 +26,10 @@ public final class Linker {
     private static final long VENEER_SIZE = 16;
     /** Beyond this a PC-relative fixup cannot reach. */
     private static final long RANGE = Integer.MAX_VALUE;
+    /** The largest image a link makes (a Java array), whatever room the caller has. */
+    private static final long MAX_IMAGE = Integer.MAX_VALUE - 64;
+    /** The largest section alignment honoured: a page. */
+    static final long MAX_ALIGNMENT = 4096;
 
     private final RelocatableObject obj;
     private final String entryName;
@@ -48,6 +52,10 @@ public final class Linker {
     private final java.util.Set<String> dropped = new java.util.HashSet<>();
     /** The object's unwind information for the sections placed, or null. */
     private UnwindInfo unwind;
+    /** The object's named symbols by section, indexed on first use. */
+    private SectionSymbols bySection;
+    /** Bytes the image may take. */
+    private long capacity = MAX_IMAGE;
 
     /** A fixup: at {@code section+offset}, write {@code kind} of target (object section + offset, or absolute). */
     private record Edge(Section section, Relocation rel, EdgeKind kind, int targetSection, long targetValue,
@@ -93,7 +101,19 @@ public final class Linker {
      */
     public static LinkedImage link(RelocatableObject obj, List<String> entryNames, SymbolResolver resolver, long base)
         throws LoadException {
-        return new Linker(obj, List.copyOf(entryNames), resolver).run(base);
+        return link(obj, entryNames, resolver, base, MAX_IMAGE);
+    }
+
+    /**
+     * Links a patch set into at most {@code capacity} bytes at {@code base}. The size is known from the section
+     * headers before any byte is copied, so an image that cannot fit is refused (kind TOO_LARGE) at once, whatever
+     * the object claims.
+     */
+    public static LinkedImage link(RelocatableObject obj, List<String> entryNames, SymbolResolver resolver, long base,
+                                   long capacity) throws LoadException {
+        Linker l = new Linker(obj, List.copyOf(entryNames), resolver);
+        l.capacity = Math.min(capacity, MAX_IMAGE);
+        return l.run(base);
     }
 
     /** Names of the functions an object defines, for messages. */
@@ -111,12 +131,7 @@ public final class Linker {
         this.base = base;
         List<Symbol> entries = new ArrayList<>();
         for (String name : entryNames) {
-            Symbol entry = obj.definedSymbol(name);
-            if (entry == null || entry.sectionIndex() >= obj.sections().size()
-                || !obj.section(entry.sectionIndex()).isExecutable()) {
-                throw new LoadException(LoadException.Kind.LINK, objName + " defines no function '" + name
-                    + "' (functions it defines: " + String.join(", ", definedFunctions(obj)) + ")");
-            }
+            Symbol entry = LinkChecks.entrySymbol(obj, objName, name);
             entries.add(entry);
             include(entry.sectionIndex());
         }
@@ -242,6 +257,7 @@ public final class Linker {
             }
         }
         requireAlloc(target, where);
+        LinkChecks.checkTarget(objName, s, bytesOf(s), r, kind, target, sym.value(), where);
         include(target.index());
         return new Edge(s, r, kind, target.index(), sym.value(), sym.name());
     }
@@ -304,9 +320,7 @@ public final class Linker {
             return null;
         }
         byte[] ie = {0x64, 0x48, (byte) 0x8b, 0x04, 0x25, 0, 0, 0, 0, 0x48, 0x03, 0x05, 0, 0, 0, 0};
-        byte[] copy = d.clone();
-        System.arraycopy(ie, 0, copy, at - 4, ie.length);
-        rewritten.put(s.index(), copy);
+        System.arraycopy(ie, 0, writableBytesOf(s), at - 4, ie.length);
         dropped.add(s.index() + ":" + (at + 8));
         return e;
     }
@@ -324,14 +338,17 @@ public final class Linker {
             || (d[at - 1] & 0xc7) != 0x05 || (d[at - 3] & 0xf8) != 0x48) {
             return false;
         }
-        byte[] copy = d.clone();
-        copy[at - 2] = (byte) 0x8b;
-        rewritten.put(s.index(), copy);
+        writableBytesOf(s)[at - 2] = (byte) 0x8b;
         return true;
     }
 
     private byte[] bytesOf(Section s) {
         return rewritten.getOrDefault(s.index(), s.data());
+    }
+
+    /** The section's bytes for a relaxation to edit: copied once per section (the object's own stay as read). */
+    private byte[] writableBytesOf(Section s) {
+        return rewritten.computeIfAbsent(s.index(), k -> s.data().clone());
     }
 
     /**
@@ -371,6 +388,7 @@ public final class Linker {
             return new Edge(s, r, kind, ABSOLUTE, bindData(s, covering, covering.value(), where), covering.name());
         }
         requireAlloc(target, where);
+        LinkChecks.checkTarget(objName, s, bytesOf(s), r, kind, target, 0, where);
         include(target.index());
         return new Edge(s, r, kind, target.index(), 0, target.name());
     }
@@ -384,18 +402,7 @@ public final class Linker {
     private Symbol coveringSymbol(Section target, Relocation r, EdgeKind kind, String where) throws LoadException {
         long lo = kind.isPcRelative() ? r.addend() + 4 : r.addend();
         long hi = kind.isPcRelative() ? r.addend() + 8 : r.addend();
-        List<Symbol> found = new ArrayList<>();
-        for (Symbol sym : obj.symbols()) {
-            if (sym.sectionIndex() != target.index() || sym.name().isEmpty() || sym.type() == Elf.STT_SECTION) {
-                continue;
-            }
-            for (long off = lo; off <= hi; off++) {
-                if (sym.covers(off)) {
-                    found.add(sym);
-                    break;
-                }
-            }
-        }
+        List<Symbol> found = symbols().covering(target.index(), lo, hi, 2);
         if (found.size() == 1) {
             return found.get(0);
         }
@@ -430,15 +437,16 @@ public final class Linker {
     }
 
     private void noteShared(Section s) {
-        int functions = 0;
-        for (Symbol sym : obj.symbols()) {
-            if (sym.isFunction() && sym.sectionIndex() == s.index()) {
-                functions++;
-            }
-        }
-        if (functions > 1 && sharedSection == null) {
+        if (sharedSection == null && symbols().functions(s.index()) > 1) {
             sharedSection = s.name();
         }
+    }
+
+    private SectionSymbols symbols() {
+        if (bySection == null) {
+            bySection = new SectionSymbols(obj);
+        }
+        return bySection;
     }
 
     private String sharedSectionHint() {
@@ -484,7 +492,13 @@ public final class Linker {
                 if (s.isExecutable() != code) {
                     continue;
                 }
+                if (s.alignment() > MAX_ALIGNMENT) {
+                    throw new LoadException(LoadException.Kind.LINK, objName + ": section " + s.name() + " asks for "
+                        + s.alignment() + "-byte alignment; hpvm aligns a patch's sections to at most "
+                        + MAX_ALIGNMENT + " bytes");
+                }
                 cursor = align(cursor, Math.max(1, s.alignment()));
+                checkRoom(cursor, s.size(), s.name());
                 addressOf.put(index, cursor);
                 placed.put(s.name(), cursor);
                 if (code) {
@@ -539,10 +553,8 @@ public final class Linker {
                 }
             }
         }
+        checkRoom(cursor, 0, "GOT entries and veneers");
         long size = cursor - base;
-        if (size > Integer.MAX_VALUE) {
-            throw new LoadException(LoadException.Kind.LINK, objName + ": linked image too large");
-        }
         byte[] image = new byte[(int) size];
         ByteBuffer out = ByteBuffer.wrap(image).order(ByteOrder.LITTLE_ENDIAN);
         for (Map.Entry<Integer, Long> p : addressOf.entrySet()) {
@@ -614,8 +626,26 @@ public final class Linker {
         for (int k = 0; k < entries.size(); k++) {
             entryAddresses.put(entryNames.get(k), addressOf.get(entries.get(k).sectionIndex()) + entries.get(k).value());
         }
+        Map<Long, Long> functions = new java.util.HashMap<>();
+        for (Symbol sym : obj.symbols()) {
+            Long at = sym.isFunction() && sym.size() > 0 ? addressOf.get(sym.sectionIndex()) : null;
+            if (at != null && obj.section(sym.sectionIndex()).isExecutable()) {
+                functions.merge(at + sym.value(), at + sym.value() + sym.size(), Math::max);
+            }
+        }
         return new LinkedImage(base, image, entryAddresses.get(entryNames.get(0)), placed, bindings,
-            got.size() + tlsGot.size() + 2 * tlsPairs.size(), veneers.size(), codeRanges, entryAddresses, unwindAt);
+            got.size() + tlsGot.size() + 2 * tlsPairs.size(), veneers.size(), codeRanges, entryAddresses, unwindAt,
+            functions);
+    }
+
+    /** Refuses an image that would not fit in {@link #capacity} once {@code size} more bytes go at {@code at}. */
+    private void checkRoom(long at, long size, String what) throws LoadException {
+        long used = at - base;
+        if (size < 0 || used > capacity || size > capacity - used) {
+            throw new LoadException(LoadException.Kind.TOO_LARGE, objName + ": '" + entryName + "' does not fit in "
+                + "the " + capacity + " bytes available (" + what + " alone is " + Long.toUnsignedString(size)
+                + " bytes, at offset " + used + " of the image)");
+        }
     }
 
     private static long targetAddress(Edge e, Map<Integer, Long> addressOf, long gotBase) {

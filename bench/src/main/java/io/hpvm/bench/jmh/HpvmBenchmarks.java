@@ -42,7 +42,7 @@ public class HpvmBenchmarks {
     public static String describe(String name) {
         return switch (name) {
             case "slotStore" -> "the swap itself: one 8-byte release store into the mapped slot table";
-            case "parseObject" -> "reading new.o (jelf): sections, symbols, relocations";
+            case "parseObject" -> "reading new.o: sections, symbols, relocations";
             case "linkObject" -> "linking the parsed object at an arena address (resolution by a map)";
             case "resolveLibraryExports" -> "reading libc's dynamic symbols: the per-swap cost of library lookups";
             case "openRegistry" -> "opening and closing the session's Chronicle Map";
