@@ -1,12 +1,11 @@
 package io.hpvm.asm;
 
 import com.sun.jna.Library;
-import com.sun.jna.Pointer;
 import com.sun.jna.ptr.IntByReference;
 import com.sun.jna.ptr.LongByReference;
 
 /**
- * The Capstone 4 entry points hpvm calls off the hot path (open, options, register access, version). The official
+ * The Capstone 4 entry points hpvm calls off the hot path (open, options, version). The official
  * binding ({@code capstone.Capstone}) reads every instruction reflectively (about 200 us each in detail mode);
  * decoding itself goes through {@link CapstoneDirect} and the raw {@code cs_insn} array (see {@link Decoder}).
  */
@@ -21,6 +20,4 @@ interface CapstoneNative extends Library {
 
     int cs_option(long handle, int type, long value);
 
-    int cs_regs_access(long handle, Pointer insn, short[] regsRead, com.sun.jna.ptr.ByteByReference readCount,
-                       short[] regsWrite, com.sun.jna.ptr.ByteByReference writeCount);
 }

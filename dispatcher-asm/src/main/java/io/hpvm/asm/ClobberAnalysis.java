@@ -29,16 +29,37 @@ public final class ClobberAnalysis {
     private final Decoder decoder;
     private final CodeSource source;
     private final Map<Long, Long> memo = new HashMap<>();
+    private final long byteBudget;
+    private final long whenOverBudget;
+    private long decodedBytes;
+    private boolean overBudget;
 
     /** @param decoder a detail-mode decoder */
     public ClobberAnalysis(Decoder decoder, CodeSource source) {
+        this(decoder, source, Long.MAX_VALUE, Registers.CALLER_SAVED);
+    }
+
+    /**
+     * An analysis that decodes at most {@code byteBudget} bytes (each function once: results are memoised), and
+     * answers {@code whenOverBudget} when the code reachable from an entry is larger. Which answer is safe depends on
+     * the role: for a new version, "writes everything"; for the original it is compared with, "writes nothing".
+     */
+    public ClobberAnalysis(Decoder decoder, CodeSource source, long byteBudget, long whenOverBudget) {
         this.decoder = decoder;
         this.source = source;
+        this.byteBudget = byteBudget;
+        this.whenOverBudget = whenOverBudget;
     }
 
     /** The caller-saved registers the function at {@code entry} may write (a {@link Registers} mask). */
     public long clobbers(long entry) {
-        return clobbers(entry, new HashSet<>());
+        long mask = clobbers(entry, new HashSet<>());
+        return overBudget ? whenOverBudget : mask;
+    }
+
+    /** True when some answer was cut short by the byte budget (and was then {@code whenOverBudget}). */
+    public boolean overBudget() {
+        return overBudget;
     }
 
     private long clobbers(long entry, Set<Long> active) {
@@ -53,6 +74,12 @@ public final class ClobberAnalysis {
         if (!active.add(entry)) {
             return 0; // recursion: its writes are being collected already
         }
+        if (overBudget || code.length > byteBudget - decodedBytes) {
+            overBudget = true;
+            active.remove(entry);
+            return whenOverBudget;
+        }
+        decodedBytes += code.length;
         Usage u = usage(code, entry);
         long mask = u.writes;
         for (long target : u.calls) {
@@ -79,21 +106,19 @@ public final class ClobberAnalysis {
         long[] writes = {0};
         Set<Long> calls = new HashSet<>();
         long decoded = decoder.decode(code, address, insn -> {
-            String m = insn.mnemonic();
-            boolean call = m.startsWith("call");
-            boolean jump = m.startsWith("j") || m.startsWith("bnd j") || m.startsWith("notrack j");
-            if (call || jump) {
-                String op = insn.operands();
-                if (op.startsWith("0x")) {
-                    long target = Long.parseUnsignedLong(op.substring(2), 16);
-                    if (call || target < address || target >= end) {
-                        calls.add(target);
+            switch (insn.branch()) {
+                case Decoder.Insn.DIRECT_CALL -> calls.add(insn.branchTarget());
+                case Decoder.Insn.DIRECT_JUMP -> {
+                    long target = insn.branchTarget();
+                    if (target < address || target >= end) {
+                        calls.add(target); // a tail call, or a jump to the function's .cold part
                     }
-                } else if (call) {
-                    writes[0] = Registers.CALLER_SAVED;
                 }
-            } else {
-                writes[0] |= insn.callerSavedWritten();
+                case Decoder.Insn.INDIRECT_CALL -> writes[0] = Registers.CALLER_SAVED;
+                case Decoder.Insn.INDIRECT_JUMP -> {
+                    // taken to be a jump table inside the function (see the class comment)
+                }
+                default -> writes[0] |= insn.callerSavedWritten();
             }
             return true;
         });

@@ -31,14 +31,17 @@ public final class Decoder implements AutoCloseable {
 
     private final long handle;
     private final boolean detail;
-    private final short[] regsRead = new short[64];
-    private final short[] regsWrite = new short[64];
+    /** {@code cs_regs regs_read, regs_write} (64 uint16 each) and the two uint8 counts, for cs_regs_access. */
+    private final Memory regs = new Memory(64 * 2 * 2 + 2);
+    private static final long REGS_WRITE = 128;
+    private static final long READ_COUNT = 256;
+    private static final long WRITE_COUNT = 257;
 
     /** A decoded instruction, valid only during {@link Sink#accept}. */
     public static final class Insn {
         private ByteBuffer buf;
         private int base;
-        private Pointer nativeInsn;
+        private long nativeInsn;
         private Decoder owner;
 
         public long address() {
@@ -57,6 +60,78 @@ public final class Decoder implements AutoCloseable {
         /** The little-endian int32 at byte {@code i} of the encoding. */
         public int int32At(int i) {
             return buf.getInt(base + OFF_BYTES + i);
+        }
+
+        /** Not a branch ({@link #branch()}). */
+        public static final int NOT_BRANCH = 0;
+        /** {@code call rel32}: {@link #branchTarget()} is its target. */
+        public static final int DIRECT_CALL = 1;
+        /** {@code jmp rel8/rel32}, {@code jcc rel8/rel32}, {@code jrcxz}: {@link #branchTarget()} is its target. */
+        public static final int DIRECT_JUMP = 2;
+        /** {@code call} through a register or memory. */
+        public static final int INDIRECT_CALL = 3;
+        /** {@code jmp} through a register or memory. */
+        public static final int INDIRECT_JUMP = 4;
+
+        /**
+         * What kind of branch this is, from its opcode bytes (after legacy and REX prefixes), without building the
+         * mnemonic text: analyses that visit every instruction of a large function only look at this.
+         */
+        public int branch() {
+            int n = size();
+            int i = opcodeIndex();
+            if (i >= n) {
+                return NOT_BRANCH;
+            }
+            int op = byteAt(i);
+            boolean operandSize = i > 0 && hasPrefix(0x66, i);
+            if (op == 0xe8) {
+                return operandSize ? INDIRECT_CALL : DIRECT_CALL; // a rel16 call: treated as unknown
+            }
+            if (op == 0xe9 && !operandSize || op == 0xeb || op >= 0x70 && op <= 0x7f || op == 0xe3
+                || op == 0x0f && i + 1 < n && (byteAt(i + 1) & 0xf0) == 0x80) {
+                return DIRECT_JUMP;
+            }
+            if (op == 0xff && i + 1 < n) {
+                int reg = (byteAt(i + 1) >> 3) & 7;
+                return reg == 2 || reg == 3 ? INDIRECT_CALL : reg == 4 || reg == 5 ? INDIRECT_JUMP : NOT_BRANCH;
+            }
+            return op == 0xe9 ? INDIRECT_JUMP : NOT_BRANCH;
+        }
+
+        /** The target of a direct call or jump ({@link #branch()} DIRECT_CALL or DIRECT_JUMP). */
+        public long branchTarget() {
+            int i = opcodeIndex();
+            int op = byteAt(i);
+            long end = address() + size();
+            if (op == 0xeb || op >= 0x70 && op <= 0x7f || op == 0xe3) {
+                return end + (byte) byteAt(i + 1);
+            }
+            return end + int32At(op == 0x0f ? i + 2 : i + 1);
+        }
+
+        /** Index of the opcode byte: past the legacy prefixes and a REX prefix. */
+        private int opcodeIndex() {
+            int n = size();
+            int i = 0;
+            while (i < n) {
+                int b = byteAt(i);
+                if (b != 0x66 && b != 0xf0 && b != 0xf2 && b != 0xf3 && b != 0x2e && b != 0x36 && b != 0x3e
+                    && b != 0x26 && b != 0x64 && b != 0x65 && b != 0x67 && (b & 0xf0) != 0x40) {
+                    break;
+                }
+                i++;
+            }
+            return i;
+        }
+
+        private boolean hasPrefix(int prefix, int before) {
+            for (int k = 0; k < before; k++) {
+                if (byteAt(k) == prefix) {
+                    return true;
+                }
+            }
+            return false;
         }
 
         public String mnemonic() {
@@ -85,16 +160,16 @@ public final class Decoder implements AutoCloseable {
             if (!owner.detail) {
                 throw new IllegalStateException("register access needs a detail-mode Decoder");
             }
-            com.sun.jna.ptr.ByteByReference nRead = new com.sun.jna.ptr.ByteByReference();
-            com.sun.jna.ptr.ByteByReference nWrite = new com.sun.jna.ptr.ByteByReference();
-            int err = library().cs_regs_access(owner.handle, nativeInsn, owner.regsRead, nRead, owner.regsWrite,
-                nWrite);
+            long r = Pointer.nativeValue(owner.regs);
+            int err = CapstoneDirect.cs_regs_access(owner.handle, nativeInsn, r, r + READ_COUNT, r + REGS_WRITE,
+                r + WRITE_COUNT);
             if (err != 0) {
                 return Registers.CALLER_SAVED; // unknown: assume the worst
             }
             long mask = 0;
-            for (int i = 0; i < Byte.toUnsignedInt(nWrite.getValue()); i++) {
-                mask |= Registers.maskOf(Short.toUnsignedInt(owner.regsWrite[i]));
+            int written = Byte.toUnsignedInt(owner.regs.getByte(WRITE_COUNT));
+            for (int i = 0; i < written; i++) {
+                mask |= Registers.maskOf(Short.toUnsignedInt(owner.regs.getShort(REGS_WRITE + 2L * i)));
             }
             return mask;
         }
@@ -195,6 +270,9 @@ public final class Decoder implements AutoCloseable {
      */
     public long decode(Pointer code, long length, long address, Sink sink) {
         library();
+        if (detail) {
+            return decodeEach(code, length, address, sink);
+        }
         Insn insn = new Insn();
         insn.owner = this;
         long done = 0;
@@ -210,7 +288,7 @@ public final class Decoder implements AutoCloseable {
                 insn.buf = p.getByteBuffer(0, count * INSN_SIZE).order(ByteOrder.LITTLE_ENDIAN);
                 for (int i = 0; i < count; i++) {
                     insn.base = i * INSN_SIZE;
-                    insn.nativeInsn = p.share((long) i * INSN_SIZE);
+                    insn.nativeInsn = out[0] + (long) i * INSN_SIZE;
                     int size = insn.size();
                     if (!sink.accept(insn)) {
                         return done + size;
@@ -222,6 +300,40 @@ public final class Decoder implements AutoCloseable {
             }
         }
         return done;
+    }
+
+    /**
+     * Detail mode decodes one instruction at a time into one {@code cs_insn} made by {@code cs_malloc}
+     * ({@code cs_disasm_iter}): {@code cs_disasm} would malloc a detail block per instruction and free the batch, and
+     * the heap growing and shrinking by megabytes each batch cost more in page faults than the decoding itself.
+     */
+    private long decodeEach(Pointer code, long length, long address, Sink sink) {
+        long one = CapstoneDirect.cs_malloc(handle);
+        if (one == 0) {
+            throw new IllegalStateException("cs_malloc failed: out of memory");
+        }
+        try (Memory cursor = new Memory(24)) {
+            long at = Pointer.nativeValue(cursor);
+            cursor.setLong(0, Pointer.nativeValue(code));
+            cursor.setLong(8, length);
+            cursor.setLong(16, address);
+            Insn insn = new Insn();
+            insn.owner = this;
+            insn.buf = new Pointer(one).getByteBuffer(0, INSN_SIZE).order(ByteOrder.LITTLE_ENDIAN);
+            insn.base = 0;
+            insn.nativeInsn = one;
+            long done = 0;
+            while (done < length && CapstoneDirect.cs_disasm_iter(handle, at, at + 8, at + 16, one)) {
+                int size = insn.size();
+                if (!sink.accept(insn)) {
+                    return done + size;
+                }
+                done += size;
+            }
+            return done;
+        } finally {
+            CapstoneDirect.cs_free(one, 1);
+        }
     }
 
     /** Decodes a byte array; see {@link #decode(Pointer, long, long, Sink)}. */
