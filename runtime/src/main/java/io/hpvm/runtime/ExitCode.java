@@ -29,6 +29,7 @@ public enum ExitCode {
             case BAD_FILE -> BAD_FILE;
             case LINK -> LINK_FAILED;
             case REFUSED -> REFUSED;
+            case TOO_LARGE -> SYSTEM;
         };
     }
 

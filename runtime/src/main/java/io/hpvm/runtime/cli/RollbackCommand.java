@@ -1,6 +1,5 @@
 package io.hpvm.runtime.cli;
 
-import io.hpvm.loader.Elf;
 import io.hpvm.runtime.swap.SwapEngine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -9,14 +8,16 @@ import picocli.CommandLine.Parameters;
 
 /** {@code hpvm rollback}. */
 @Command(name = "rollback", mixinStandardHelpOptions = true,
-    description = {"Point FUNCTION back at an earlier version: the one before the current version, or the one "
-        + "given with --to. Version 0 is the original code. Later versions are kept and can be returned to.",
+    description = {"Undo the last change to FUNCTION: return it to the version that ran before its current one was "
+        + "installed. Changes stack up: after swap (v1), rollback (back to v0), swap (v2), a rollback returns to v0 "
+        + "again, not to the v1 already taken out. Version 0 is the original code; every version is kept.",
+        "--to N installs version N instead (itself a change a later plain rollback undoes).",
         "When the current version came in a patch set (several functions swapped together), every member of the "
             + "set goes back (unless --to is given)."},
     footer = {"", "Examples:", "  hpvm rollback compute", "  hpvm rollback compute --to 0"})
 final class RollbackCommand extends SessionCommand {
 
-    @Option(names = "--to", paramLabel = "VERSION", description = "Version to return to (0 = original).")
+    @Option(names = "--to", paramLabel = "VERSION", description = "Version to install (0 = original).")
     Integer to;
 
     @Parameters(index = "0", paramLabel = "FUNCTION", description = "Function to roll back.")
@@ -25,8 +26,7 @@ final class RollbackCommand extends SessionCommand {
     @Override
     public Integer call() throws Exception {
         for (SwapEngine.Result r : new SwapEngine(session()).rollbackAll(function, to)) {
-            out().printf("rolled back %s: v%d -> v%d at %s in %.1f ms%n", r.function(), r.fromVersion(),
-                r.toVersion(), Elf.hex(r.address()), r.micros() / 1000.0);
+            out().println(SwapEngine.describeRollback(r));
         }
         return 0;
     }

@@ -27,7 +27,7 @@ final class WarmupCommand implements Callable<Integer> {
         Path dir = Files.createTempDirectory("hpvm-warmup");
         try {
             try (Registry reg = Registry.create(dir.resolve("registry").toFile(), 4)) {
-                reg.putFunction(new FunctionRecord("f", 0, 0x1000, 16, 0x2000, 1, 0, 1, 0, ""));
+                reg.putFunction(new FunctionRecord("f", 0, 0x1000, 16, 0x2000, 1, 0, ""));
             }
             try (Registry reg = Registry.open(dir.resolve("registry").toFile())) {
                 reg.function("f");

@@ -1,5 +1,8 @@
 package io.hpvm.runtime.session;
 
+import java.util.ArrayList;
+import java.util.List;
+
 /**
  * A patchable function, stored in the registry under {@code f:NAME}.
  *
@@ -14,25 +17,78 @@ package io.hpvm.runtime.session;
  * @param trampoline address of the trampoline holding its relocated first instructions when its entry jumps to
  *                   the stub (then version 0 runs through it), or 0
  * @param entryNote  why the entry was not redirected ("" when it was)
+ * @param installed  the versions in the order they were installed, the current one last, version 0 first: what a
+ *                   plain rollback undoes (it returns to the entry below the top, whatever its number)
  */
 public record FunctionRecord(String name, int slot, long address, long size, long stub, int callSites, int current,
-                             int versions, long trampoline, String entryNote) {
+                             int versions, long trampoline, String entryNote, List<Integer> installed) {
+
+    /** Installations remembered for rollback; older ones (above version 0 at the bottom) are forgotten. */
+    public static final int MAX_INSTALLED = 1000;
+
+    public FunctionRecord {
+        installed = List.copyOf(installed.isEmpty() ? List.of(0) : installed);
+    }
+
+    /** A function as {@code hpvm run} registers it: running version 0. */
+    public FunctionRecord(String name, int slot, long address, long size, long stub, int callSites, long trampoline,
+                          String entryNote) {
+        this(name, slot, address, size, stub, callSites, 0, 1, trampoline, entryNote, List.of(0));
+    }
 
     String encode() {
+        StringBuilder history = new StringBuilder();
+        for (int v : installed) {
+            history.append(history.length() == 0 ? "" : ",").append(v);
+        }
         return new Fields().put("slot", slot).put("addr", address).put("size", size).put("stub", stub)
             .put("sites", callSites).put("current", current).put("versions", versions).put("tramp", trampoline)
-            .put("entry", entryNote).encode();
+            .put("entry", entryNote).put("installed", history).encode();
     }
 
     static FunctionRecord decode(String name, String s) {
         Fields f = Fields.parse(s);
+        int current = f.integer("current");
+        List<Integer> installed = new ArrayList<>();
+        for (String v : f.str("installed").split(",")) {
+            if (!v.isEmpty()) {
+                installed.add(Integer.parseInt(v));
+            }
+        }
+        if (installed.isEmpty()) {
+            installed.add(0);
+            if (current != 0) {
+                installed.add(current);
+            }
+        }
         return new FunctionRecord(name, f.integer("slot"), f.num("addr"), f.num("size"), f.num("stub"),
-            f.integer("sites"), f.integer("current"), f.integer("versions"), f.num("tramp"), f.str("entry"));
+            f.integer("sites"), current, f.integer("versions"), f.num("tramp"), f.str("entry"), installed);
     }
 
-    public FunctionRecord withCurrent(int version, int versionCount) {
+    /** The record after {@code version} was installed (a swap, or a rollback with an explicit target). */
+    public FunctionRecord withInstalled(int version, int versionCount) {
+        List<Integer> next = new ArrayList<>(installed);
+        next.add(version);
+        while (next.size() > MAX_INSTALLED) {
+            next.remove(1); // the oldest installation above version 0
+        }
         return new FunctionRecord(name, slot, address, size, stub, callSites, version, versionCount, trampoline,
-            entryNote);
+            entryNote, next);
+    }
+
+    /**
+     * What ran before the current version was installed (what a plain rollback returns to), or -1 when nothing did:
+     * the function runs the version it started with.
+     */
+    public int previous() {
+        return installed.size() >= 2 ? installed.get(installed.size() - 2) : -1;
+    }
+
+    /** The record after the last installation was undone. */
+    public FunctionRecord withLastUndone() {
+        List<Integer> next = new ArrayList<>(installed.subList(0, Math.max(1, installed.size() - 1)));
+        return new FunctionRecord(name, slot, address, size, stub, callSites, next.get(next.size() - 1), versions,
+            trampoline, entryNote, next);
     }
 
     /** True when every call reaches the slot: the entry itself jumps to the stub. */

@@ -1,0 +1,107 @@
+package io.hpvm.runtime.swap;
+
+import io.hpvm.runtime.ExitCode;
+import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.linux.SystemException;
+import io.hpvm.runtime.session.FunctionRecord;
+import io.hpvm.runtime.session.Registry;
+import io.hpvm.runtime.session.SessionDir;
+import io.hpvm.runtime.session.SlotTable;
+import io.hpvm.runtime.session.VersionRecord;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * {@code hpvm rollback}: undoes the last change to a function. Each function keeps the stack of versions installed
+ * in it ({@link FunctionRecord#installed()}): a swap pushes its new version, {@code rollback --to N} pushes N, and a
+ * plain rollback pops, returning to whatever ran before the current version was installed. So after swap v1,
+ * rollback (v0), swap v2, a rollback returns to v0, the code that ran before v2, never to the v1 the operator had
+ * already taken out. Each step is one slot store.
+ */
+final class Rollback {
+
+    private final SessionDir session;
+    private final Registry reg;
+
+    Rollback(SessionDir session, Registry reg) {
+        this.session = session;
+        this.reg = reg;
+    }
+
+    /**
+     * Rolls back {@code fn}; without {@code to}, when its current version came in a patch set, every member still
+     * running its version of that set goes back too (first result: {@code fn}).
+     */
+    List<SwapEngine.Result> run(FunctionRecord fn, Integer to) throws HpvmException {
+        VersionRecord current = fn.current() > 0 ? reg.version(fn.name(), fn.current()) : null;
+        String set = to == null && current != null ? current.set() : "";
+        List<SwapEngine.Result> out = new ArrayList<>();
+        out.add(one(fn, to));
+        if (!set.isEmpty()) {
+            for (String member : set.split(",")) {
+                FunctionRecord m = member.equals(fn.name()) ? null : reg.function(member);
+                VersionRecord mv = m == null || m.current() == 0 ? null : reg.version(member, m.current());
+                if (mv != null && set.equals(mv.set())) {
+                    out.add(one(m, null));
+                }
+            }
+        }
+        return out;
+    }
+
+    private SwapEngine.Result one(FunctionRecord fn, Integer to) throws HpvmException {
+        long t0 = System.nanoTime();
+        int target;
+        FunctionRecord next;
+        String note;
+        if (to == null) {
+            target = fn.previous();
+            if (target < 0) {
+                throw new HpvmException(ExitCode.USAGE, fn.name() + " runs v" + fn.current() + (fn.current() == 0
+                    ? ", the original code," : "") + " and no change to it is left to undo; 'hpvm rollback " + fn.name()
+                    + " --to N' installs version N (0.." + (fn.versions() - 1) + ")");
+            }
+            next = fn.withLastUndone();
+            note = "what ran before v" + fn.current() + ": " + label(fn, target);
+        } else {
+            target = to;
+            if (target < 0 || target >= fn.versions()) {
+                throw new HpvmException(ExitCode.USAGE, fn.name() + " has no version " + target + " (versions 0.."
+                    + (fn.versions() - 1) + ")");
+            }
+            if (target == fn.current()) {
+                return result(fn, target, t0, "already running v" + target + ", " + label(fn, target)
+                    + "; nothing changed");
+            }
+            next = fn.withInstalled(target, fn.versions());
+            note = "--to " + target + ": " + label(fn, target) + "; a plain 'hpvm rollback " + fn.name()
+                + "' undoes this";
+        }
+        long address = SwapEngine.addressOf(reg, fn, target);
+        try (SlotTable slots = SlotTable.open(session.slots())) {
+            slots.setRelease(fn.slot(), address);
+        } catch (IOException e) {
+            throw SystemException.io("session files in " + session.dir(), e);
+        }
+        reg.putFunction(next);
+        return result(fn, target, t0, note);
+    }
+
+    private SwapEngine.Result result(FunctionRecord fn, int target, long t0, String note) throws SystemException {
+        return new SwapEngine.Result(fn.name(), fn.current(), target, SwapEngine.addressOf(reg, fn, target), 0,
+            (System.nanoTime() - t0) / 1000, fn.entryRedirected(), 0, null, null, "", List.of(), note);
+    }
+
+    /** "the original code", or where a version came from. */
+    private String label(FunctionRecord fn, int version) {
+        if (version == 0) {
+            return "the original code";
+        }
+        VersionRecord v = reg.version(fn.name(), version);
+        return v == null || v.object().isEmpty() ? "v" + version : "v" + version + " from "
+            + Path.of(v.object()).getFileName();
+    }
+}
