@@ -1,5 +1,7 @@
 package io.hpvm.runtime;
 
+import io.hpvm.runtime.linux.LibC;
+import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.testing.Lines;
 
 import java.io.IOException;
@@ -25,6 +27,7 @@ public final class TestWorker implements AutoCloseable {
     private final Lines out;
     private final Lines err;
     private int pid = -1;
+    private int supervisorPid = -1;
 
     private TestWorker(Process process) {
         this.process = process;
@@ -39,9 +42,31 @@ public final class TestWorker implements AutoCloseable {
         return w;
     }
 
+    /**
+     * Starts {@code hpvm run} under a shell that outlives it, for tests that kill the supervisor: Java stops reading
+     * a child's output once the child exits (and the worker, writing on, would die of SIGPIPE), so the shell keeps
+     * the pipe read until {@link #close()}.
+     */
+    public static TestWorker startOrphanable(Path sessionRoot, Path exe, String... args) {
+        TestWorker w = launch(sessionRoot, List.of(), exe, true, args);
+        String line = w.awaitStderr(l -> l.startsWith("supervisor pid "), Duration.ofSeconds(30));
+        w.supervisorPid = Integer.parseInt(line.substring("supervisor pid ".length()).trim());
+        w.awaitReady();
+        return w;
+    }
+
     /** Starts {@code hpvm run} without waiting (for tests of start-up failures). */
     public static TestWorker launch(Path sessionRoot, List<String> runOptions, Path exe, String... args) {
+        return launch(sessionRoot, runOptions, exe, false, args);
+    }
+
+    private static TestWorker launch(Path sessionRoot, List<String> runOptions, Path exe, boolean orphanable,
+                                     String... args) {
         List<String> cmd = new ArrayList<>();
+        if (orphanable) {
+            cmd.addAll(List.of("/bin/sh", "-c", "\"$@\" & echo \"supervisor pid $!\" >&2; wait; exec sleep 3600",
+                "sh"));
+        }
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
             if (a.startsWith("--add-") || a.startsWith("-Dchronicle")) {
@@ -59,7 +84,9 @@ public final class TestWorker implements AutoCloseable {
         ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.environment().put("HPVM_SESSION_ROOT", sessionRoot.toString());
         try {
-            return new TestWorker(pb.start());
+            TestWorker w = new TestWorker(pb.start());
+            w.supervisorPid = orphanable ? -1 : (int) w.process.pid();
+            return w;
         } catch (IOException e) {
             throw new AssertionError("cannot start hpvm run: " + e, e);
         }
@@ -80,8 +107,14 @@ public final class TestWorker implements AutoCloseable {
         return pid;
     }
 
+    /** The process Java started: {@code hpvm run}, or the shell around it ({@link #startOrphanable}). */
     public Process supervisor() {
         return process;
+    }
+
+    /** The pid of {@code hpvm run}. */
+    public int supervisorPid() {
+        return supervisorPid;
     }
 
     /** Number of stdout lines so far: pass it to {@link #awaitLine} to look only at later lines. */
@@ -152,6 +185,9 @@ public final class TestWorker implements AutoCloseable {
 
     @Override
     public void close() {
+        if (supervisorPid > 0 && supervisorPid != process.pid() && ProcFs.state(supervisorPid) != '?') {
+            LibC.INSTANCE.kill(supervisorPid, LibC.SIGTERM);
+        }
         if (process.isAlive()) {
             process.destroy(); // SIGTERM, forwarded to the worker
             try {
@@ -162,9 +198,9 @@ public final class TestWorker implements AutoCloseable {
                 process.destroyForcibly();
             }
         }
-        if (pid > 0 && io.hpvm.runtime.linux.ProcFs.state(pid) != '?') {
+        if (pid > 0 && ProcFs.state(pid) != '?') {
             try {
-                io.hpvm.runtime.linux.LibC.INSTANCE.kill(pid, io.hpvm.runtime.linux.LibC.SIGKILL);
+                LibC.INSTANCE.kill(pid, LibC.SIGKILL);
             } catch (RuntimeException ignored) {
                 // already gone
             }

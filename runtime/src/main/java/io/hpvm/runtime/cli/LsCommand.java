@@ -84,6 +84,9 @@ final class LsCommand extends SessionCommand {
                 long patched = reg.functions().stream().filter(f -> f.versions() > 1).count();
                 out().printf("%-8d %-6s %9d %8d  %s%n", s.pid(), "live", info.functions(), patched,
                     info.executable());
+            } catch (HpvmException e) {
+                // One unreadable session must not hide the others.
+                out().printf("%-8d %-6s %9s %8s  %s%n", s.pid(), "broken", "-", "-", "(" + e.getMessage() + ")");
             }
         }
     }

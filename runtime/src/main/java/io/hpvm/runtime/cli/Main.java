@@ -47,8 +47,14 @@ public final class Main implements Runnable {
                 }
                 return h.code().value;
             }
-            err.println("hpvm: internal error: " + ex);
-            ex.printStackTrace(err);
+            // A bug in hpvm, not in the user's input: one line to report, the stack trace on request.
+            StackTraceElement top = ex.getStackTrace().length > 0 ? ex.getStackTrace()[0] : null;
+            err.println(io.hpvm.loader.LoadException.oneLine("hpvm: internal error (a bug in hpvm; please report "
+                + "this line): " + ex + (top == null ? "" : " at " + top) + (System.getenv("HPVM_DEBUG") == null
+                ? "; HPVM_DEBUG=1 shows the whole trace" : "")));
+            if (System.getenv("HPVM_DEBUG") != null) {
+                ex.printStackTrace(err);
+            }
             return 1;
         });
         cl.setParameterExceptionHandler((ex, args1) -> {

@@ -15,7 +15,12 @@ public final class Injector implements AutoCloseable {
     public static final int SYS_CLOSE = 3;
     public static final int SYS_MMAP = 9;
     public static final int SYS_MUNMAP = 11;
+    public static final int SYS_FCNTL = 72;
+    public static final int SYS_FTRUNCATE = 77;
     public static final int SYS_OPENAT = 257;
+    public static final int SYS_MEMFD_CREATE = 319;
+    public static final int F_DUPFD_CLOEXEC = 1030;
+    public static final int MFD_CLOEXEC = 1;
     public static final long AT_FDCWD = -100;
 
     private final Tracee tracee;

@@ -35,8 +35,8 @@ public final class ProcessMemory implements AutoCloseable {
                 }
             }
         } catch (IOException e) {
-            throw new SystemException("read " + length + " bytes at 0x" + Long.toHexString(address) + " of process "
-                + pid + ": " + e.getMessage(), e);
+            throw SystemException.io("read " + length + " bytes at 0x" + Long.toHexString(address) + " of process "
+                + pid, e);
         }
         return b.array();
     }
@@ -51,8 +51,8 @@ public final class ProcessMemory implements AutoCloseable {
                 }
             }
         } catch (IOException e) {
-            throw new SystemException("write " + bytes.length + " bytes at 0x" + Long.toHexString(address)
-                + " of process " + pid + ": " + e.getMessage(), e);
+            throw SystemException.io("write " + bytes.length + " bytes at 0x" + Long.toHexString(address)
+                + " of process " + pid, e);
         }
     }
 

@@ -14,8 +14,33 @@ public class SystemException extends HpvmException {
         super(ExitCode.SYSTEM, message, cause);
     }
 
+    /**
+     * A failed file operation, in words rather than Java's ("no such file or directory", not
+     * {@code NoSuchFileException: /path}).
+     */
+    public static SystemException io(String what, java.io.IOException e) {
+        String why;
+        if (e instanceof java.nio.file.NoSuchFileException) {
+            why = "no such file or directory";
+        } else if (e instanceof java.nio.file.AccessDeniedException) {
+            why = "permission denied";
+        } else if (e instanceof java.nio.file.FileAlreadyExistsException) {
+            why = "it already exists";
+        } else if (e instanceof java.nio.file.FileSystemException f && f.getReason() != null) {
+            why = f.getReason();
+        } else {
+            why = e.getMessage() == null || e.getMessage().isBlank() ? "input/output error" : e.getMessage();
+        }
+        return new SystemException(what + ": " + why, e);
+    }
+
     /** "call: strerror (errno N)". */
     public static SystemException of(String call, int errno) {
-        return new SystemException(call + ": " + LibC.INSTANCE.strerror(errno) + " (errno " + errno + ")");
+        return of(call, errno, "");
+    }
+
+    /** "call: strerror (errno N)" and what the error means here. */
+    public static SystemException of(String call, int errno, String meaning) {
+        return new SystemException(call + ": " + LibC.INSTANCE.strerror(errno) + " (errno " + errno + ")" + meaning);
     }
 }

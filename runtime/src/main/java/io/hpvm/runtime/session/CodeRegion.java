@@ -34,7 +34,7 @@ public final class CodeRegion implements AutoCloseable {
                 StandardOpenOption.READ, StandardOpenOption.WRITE), SessionDir.privateFile());
             return new CodeRegion(path, ch, ch.map(FileChannel.MapMode.READ_WRITE, 0, size), address);
         } catch (IOException e) {
-            throw new SystemException("create " + path + ": " + e.getMessage(), e);
+            throw SystemException.io("create " + path, e);
         }
     }
 
@@ -44,7 +44,7 @@ public final class CodeRegion implements AutoCloseable {
             FileChannel ch = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE);
             return new CodeRegion(path, ch, ch.map(FileChannel.MapMode.READ_WRITE, 0, ch.size()), address);
         } catch (IOException e) {
-            throw new SystemException("open " + path + ": " + e.getMessage(), e);
+            throw SystemException.io("open " + path, e);
         }
     }
 

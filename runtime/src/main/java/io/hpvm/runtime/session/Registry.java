@@ -5,6 +5,7 @@ import net.openhft.chronicle.map.ChronicleMap;
 
 import java.io.File;
 import java.io.IOException;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -24,21 +25,50 @@ public final class Registry implements AutoCloseable {
         this.map = map;
     }
 
-    /** Creates the registry for a session of {@code functions} patchable functions. */
+    /**
+     * Creates the registry for a session of {@code functions} patchable functions at {@code file};
+     * {@code shownAs} names it in messages.
+     */
+    public static Registry create(File file, int functions, Path shownAs) throws SystemException {
+        return new Registry(build(file, functions, true, shownAs));
+    }
+
+    /** Creates a registry (not a session's: the warm-up uses one). */
     public static Registry create(File file, int functions) throws SystemException {
-        return new Registry(build(file, functions, true));
+        return create(file, functions, file.toPath());
+    }
+
+    /**
+     * Loads and compiles Chronicle Map's code by making and dropping a small map in memory: in a new JVM that takes
+     * most of a second, which {@code hpvm run} spends beside its other start-up work instead of while the worker
+     * waits for its registry.
+     */
+    public static void warmUp() {
+        try {
+            ChronicleMap<String, String> m = ChronicleMap.of(String.class, String.class).name("hpvm-warm-up")
+                .entries(64).averageKeySize(40).averageValueSize(140).checksumEntries(false).create();
+            m.put("f:warm", "up");
+            m.close();
+        } catch (RuntimeException ignored) {
+            // only a warm-up: the real registry reports its own errors
+        }
     }
 
     /** Opens an existing registry. */
-    public static Registry open(File file) throws SystemException {
+    public static Registry open(File file, Path shownAs) throws SystemException {
         if (!file.isFile()) {
-            throw new SystemException("registry " + file + " does not exist (the session is still starting, or its "
+            throw new SystemException("registry " + shownAs + " does not exist (the session is still starting, or its "
                 + "supervisor failed to create it)");
         }
-        return new Registry(build(file, 1, false));
+        return new Registry(build(file, 1, false, shownAs));
     }
 
-    private static ChronicleMap<String, String> build(File file, int functions, boolean create)
+    /** Opens an existing registry, named by its own path. */
+    public static Registry open(File file) throws SystemException {
+        return open(file, file.toPath());
+    }
+
+    private static ChronicleMap<String, String> build(File file, int functions, boolean create, Path shownAs)
         throws SystemException {
         // Entries: a record per function, plus room for version history; the map may grow to 4x that.
         long entries = 2L * functions + 16384;
@@ -52,7 +82,8 @@ public final class Registry implements AutoCloseable {
                 .checksumEntries(false)
                 .createPersistedTo(file);
         } catch (IOException | RuntimeException e) {
-            throw new SystemException((create ? "create" : "open") + " registry " + file + ": " + e, e);
+            throw new SystemException((create ? "create" : "open") + " registry " + shownAs + ": " + (e.getMessage()
+                == null ? e.getClass().getSimpleName() : e.getMessage()), e);
         }
     }
 

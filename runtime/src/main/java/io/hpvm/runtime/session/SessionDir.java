@@ -3,11 +3,13 @@ package io.hpvm.runtime.session;
 import com.sun.jna.LastErrorException;
 import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.linux.FileSystem;
 import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.runtime.linux.SystemException;
 
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
@@ -17,45 +19,60 @@ import java.util.List;
 import java.util.stream.Stream;
 
 /**
- * A session directory {@code /dev/shm/hpvm-UID/PID/} (mode 0700) with the files {@code slots}, {@code code},
- * {@code registry} and {@code lock} (mode 0600). The directory root can be moved with {@code HPVM_SESSION_ROOT}
- * (tests use it to stay apart from a user's real sessions).
+ * A session directory {@code ROOT/PID/} (mode 0700) in the verified {@link SessionRoot}, with the files
+ * {@code slots}, {@code code}, {@code registry}, {@code lock} and {@code control} (mode 0600). hpvm reaches them
+ * through the root's descriptor, never by re-walking a path other users could change; the worker maps them by the
+ * root's verified real path. Where the root is mounted noexec the code region is a memfd the worker holds, named by
+ * the file {@code code-fd} instead of a {@code code} file.
  */
 public final class SessionDir {
 
-    private final Path dir;
+    /** The files hpvm makes in a session directory: the only ones it ever deletes. */
+    private static final List<String> FILES = List.of("slots", "code", "code-fd", "registry", "lock", "control");
+
+    private final SessionRoot root;
     private final int pid;
 
-    private SessionDir(Path dir, int pid) {
-        this.dir = dir;
+    private SessionDir(SessionRoot root, int pid) {
+        this.root = root;
         this.pid = pid;
     }
 
-    /** {@code /dev/shm/hpvm-UID}, or {@code $HPVM_SESSION_ROOT} (or the system property hpvm.session.root). */
+    /** The configured session root, for messages (it may not exist yet). */
     public static Path root() {
-        String override = System.getProperty("hpvm.session.root", System.getenv("HPVM_SESSION_ROOT"));
-        return override != null && !override.isEmpty() ? Path.of(override)
-            : Path.of("/dev/shm", "hpvm-" + LibC.INSTANCE.getuid());
+        return SessionRoot.configured();
     }
 
+    /**
+     * Makes the session directory of a new worker. One left behind by a supervisor that was killed (the pid is
+     * ours now) is emptied of hpvm's own files and removed first; one holding anything else is refused, not deleted.
+     */
     public static SessionDir create(int pid) throws SystemException {
-        Path root = root();
-        Path dir = root.resolve(Integer.toString(pid));
-        try {
-            if (!Files.isDirectory(root)) {
-                Files.createDirectories(root, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString(
-                    "rwx------")));
+        SessionRoot root = SessionRoot.get();
+        SessionDir s = new SessionDir(root, pid);
+        String name = Integer.toString(pid);
+        if (!FileSystem.mkdirAt(root.fd(), name, 0700, s.dir().toString())) {
+            s.requireOwnDirectory();
+            s.removeFiles();
+            if (FileSystem.unlinkAt(root.fd(), name, true) != 0 || !FileSystem.mkdirAt(root.fd(), name, 0700,
+                s.dir().toString())) {
+                throw new SystemException("session directory " + s.dir() + " is left from an earlier worker of pid "
+                    + pid + " and holds files hpvm did not make; look at them and remove the directory yourself");
             }
-            if (Files.exists(dir)) {
-                deleteTree(dir); // left by a supervisor that was killed; that pid is ours now
-            }
-            Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString(
-                "rwx------")));
-            Files.createFile(dir.resolve("lock"), privateFile());
-        } catch (IOException e) {
-            throw new SystemException("create session directory " + dir + ": " + e, e);
         }
-        return new SessionDir(dir, pid);
+        int fd = FileSystem.openAt(root.fd(), name + "/lock", FileSystem.O_RDWR | FileSystem.O_CREAT
+            | FileSystem.O_EXCL, 0600, s.dir().resolve("lock").toString());
+        FileSystem.close(fd);
+        return s;
+    }
+
+    /** Refuses a session entry that is not a directory of the caller's (a link or file cannot get there by hpvm). */
+    private void requireOwnDirectory() throws SystemException {
+        FileSystem.Stat st = FileSystem.lstatAt(root.fd(), Integer.toString(pid), dir().toString());
+        if (st == null || !st.isDirectory() || st.uid() != LibC.INSTANCE.getuid()) {
+            throw new SystemException("session directory " + dir() + " is " + (st == null ? "missing" : st.kind()
+                + " owned by " + FileSystem.userName(st.uid())) + ", not a directory hpvm made; it is left alone");
+        }
     }
 
     /** Files in a session directory are private to the user: 0600. */
@@ -63,52 +80,106 @@ public final class SessionDir {
         return PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------"));
     }
 
-    /** Makes a file created by a library (the registry) private to the user. */
+    /** Makes a file created by a library (the registry, the control socket) private to the user. */
     public static void makePrivate(Path file) throws SystemException {
         try {
             Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
         } catch (IOException e) {
-            throw new SystemException("chmod 0600 " + file + ": " + e.getMessage(), e);
+            throw SystemException.io("chmod 0600 " + file, e);
         }
     }
 
+    /** The directory's real path, for messages. */
     public Path dir() {
-        return dir;
+        return root.path().resolve(Integer.toString(pid));
     }
 
     public int pid() {
         return pid;
     }
 
-    public Path slots() {
-        return dir.resolve("slots");
+    /** A session file for hpvm's own use, through the root's descriptor. */
+    private Path file(String name) {
+        return root.file(pid + "/" + name);
     }
 
+    /** A session file as the worker opens it (the root's verified real path). */
+    public Path workerPath(String name) {
+        return dir().resolve(name);
+    }
+
+    public Path slots() {
+        return file("slots");
+    }
+
+    /**
+     * The code region: the {@code code} file, or, where the root is noexec, the memfd the worker holds (at the fd
+     * number the file {@code code-fd} records, reached as {@code /proc/PID/fd/N}).
+     */
     public Path code() {
-        return dir.resolve("code");
+        try {
+            String fd = Files.readString(file("code-fd"), StandardCharsets.US_ASCII).trim();
+            return Path.of("/proc/" + pid + "/fd/" + Integer.parseInt(fd));
+        } catch (IOException | NumberFormatException e) {
+            return file("code");
+        }
+    }
+
+    /** Records that the code region is the worker's memfd {@code fd}. */
+    public void recordCodeFd(int fd) throws SystemException {
+        try {
+            Files.writeString(file("code-fd"), Integer.toString(fd), StandardCharsets.US_ASCII,
+                java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        } catch (IOException e) {
+            throw SystemException.io("write " + workerPath("code-fd"), e);
+        }
     }
 
     /** The supervisor's request socket ({@link ControlClient}). */
     public Path control() {
-        return dir.resolve("control");
+        return file("control");
     }
 
     public Path registry() {
-        return dir.resolve("registry");
+        return file("registry");
+    }
+
+    /** True when the root is mounted noexec (see {@link #code()}). */
+    public boolean noexecRoot() {
+        return root.noexec();
     }
 
     /**
      * True when process {@code pid} is alive and maps this session's slot table: a reused pid (or a dead worker)
-     * does not.
+     * does not. The mapping is recognised by the file's device and inode, not by its name.
      */
     public boolean isLive() {
         char state = ProcFs.state(pid);
         if (state == '?' || state == 'Z' || state == 'X') {
             return false;
         }
-        try (Stream<String> lines = Files.lines(Path.of("/proc/" + pid + "/maps"))) {
-            String slots = slots().toString();
-            return lines.anyMatch(l -> l.endsWith(slots));
+        FileSystem.Stat slots = stat("slots");
+        return slots != null && maps(pid, slots, null);
+    }
+
+    private FileSystem.Stat stat(String name) {
+        try {
+            return FileSystem.lstatAt(root.fd(), pid + "/" + name, workerPath(name).toString());
+        } catch (SystemException e) {
+            return null;
+        }
+    }
+
+    /** True when process {@code p} maps the file {@code f} (with permissions starting {@code perms}, if given). */
+    private static boolean maps(int p, FileSystem.Stat f, String perms) {
+        String dev = f.mapsDevice();
+        String ino = Long.toString(f.ino());
+        try (Stream<String> lines = Files.lines(Path.of("/proc/" + p + "/maps"))) {
+            return lines.anyMatch(l -> {
+                String[] c = l.split("\\s+", 6);
+                return c.length >= 5 && c[4].equals(ino) && c[3].equals(dev) && (perms == null
+                    || c[1].startsWith(perms));
+            });
         } catch (IOException | RuntimeException e) {
             return false;
         }
@@ -121,19 +192,17 @@ public final class SessionDir {
      */
     public List<Integer> processes() {
         List<Integer> out = new ArrayList<>();
-        String code = code().toString();
+        FileSystem.Stat code;
+        try {
+            code = FileSystem.stat(code());
+        } catch (SystemException e) {
+            return out;
+        }
         try (Stream<Path> procs = Files.list(Path.of("/proc"))) {
             for (Path p : procs.toList()) {
                 String name = p.getFileName().toString();
-                if (!name.chars().allMatch(Character::isDigit)) {
-                    continue;
-                }
-                try (Stream<String> lines = Files.lines(p.resolve("maps"))) {
-                    if (lines.anyMatch(l -> l.endsWith(code) && l.split("\\s+", 3)[1].startsWith("r-x"))) {
-                        out.add(Integer.parseInt(name));
-                    }
-                } catch (IOException | RuntimeException ignored) {
-                    // gone, or not ours to read
+                if (name.chars().allMatch(Character::isDigit) && maps(Integer.parseInt(name), code, "r-x")) {
+                    out.add(Integer.parseInt(name));
                 }
             }
         } catch (IOException e) {
@@ -144,22 +213,23 @@ public final class SessionDir {
     }
 
     /** Every session directory of this user, live or stale, ordered by pid. */
-    public static List<SessionDir> list() {
+    public static List<SessionDir> list() throws SystemException {
+        SessionRoot root = SessionRoot.get();
         List<SessionDir> out = new ArrayList<>();
-        Path root = root();
-        if (!Files.isDirectory(root)) {
-            return out;
-        }
-        try (Stream<Path> s = Files.list(root)) {
-            s.forEach(p -> {
-                try {
-                    out.add(new SessionDir(p, Integer.parseInt(p.getFileName().toString())));
-                } catch (NumberFormatException ignored) {
-                    // not a session
+        int me = LibC.INSTANCE.getuid();
+        try (Stream<Path> s = Files.list(root.file("."))) {
+            for (Path p : s.toList()) {
+                String name = p.getFileName().toString();
+                if (!name.chars().allMatch(Character::isDigit) || name.isEmpty() || name.length() > 9) {
+                    continue;
                 }
-            });
+                FileSystem.Stat st = FileSystem.lstatAt(root.fd(), name, name);
+                if (st != null && st.isDirectory() && st.uid() == me) {
+                    out.add(new SessionDir(root, Integer.parseInt(name)));
+                }
+            }
         } catch (IOException e) {
-            return out;
+            throw SystemException.io("list session root " + root.path(), e);
         }
         out.sort(Comparator.comparingInt(SessionDir::pid));
         return out;
@@ -175,9 +245,9 @@ public final class SessionDir {
             for (SessionDir s : all) {
                 if (s.pid == pid) {
                     if (!s.isLive()) {
-                        throw new HpvmException(ExitCode.NO_SESSION, "the worker of session " + s.dir + " (pid "
+                        throw new HpvmException(ExitCode.NO_SESSION, "the worker of session " + s.dir() + " (pid "
                             + pid + ") is no longer running, or pid " + pid + " now belongs to another process; the "
-                            + "session is stale (remove it with: rm -r " + s.dir + ")");
+                            + "session is stale (remove it with: rm -r " + s.dir() + ")");
                     }
                     return s;
                 }
@@ -208,18 +278,12 @@ public final class SessionDir {
 
     /** Takes the session's exclusive lock (flock), waiting for other mutating commands to finish. */
     public Lock lock() throws SystemException {
-        Path lock = dir.resolve("lock");
-        int fd;
-        try {
-            fd = LibC.INSTANCE.open(lock.toString(), LibC.O_RDWR | LibC.O_CLOEXEC, 0600);
-        } catch (LastErrorException e) {
-            throw SystemException.of("open " + lock, e.getErrorCode());
-        }
+        int fd = FileSystem.openAt(root.fd(), pid + "/lock", FileSystem.O_RDWR, 0, workerPath("lock").toString());
         try {
             LibC.INSTANCE.flock(fd, LibC.LOCK_EX);
         } catch (LastErrorException e) {
             LibC.INSTANCE.close(fd);
-            throw SystemException.of("flock " + lock, e.getErrorCode());
+            throw SystemException.of("flock " + workerPath("lock"), e.getErrorCode());
         }
         return new Lock(fd);
     }
@@ -247,27 +311,27 @@ public final class SessionDir {
      */
     public Registry openRegistry() throws SystemException {
         try (Lock ignored = lock()) {
-            return Registry.open(registry().toFile());
+            return Registry.open(registry().toFile(), workerPath("registry"));
         }
     }
 
-    /** Removes the session directory. */
+    /**
+     * Removes the session directory: the files hpvm makes there, then the directory, which the kernel refuses to
+     * remove if anything else is in it (then it stays, and so does what is inside). Nothing is deleted recursively.
+     */
     public void delete() {
         try {
-            deleteTree(dir);
-        } catch (IOException ignored) {
-            // best effort: a stale directory is reported by 'hpvm ls'
-        }
-    }
-
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
+            requireOwnDirectory();
+        } catch (SystemException e) {
             return;
         }
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(q);
-            }
+        removeFiles();
+        FileSystem.unlinkAt(root.fd(), Integer.toString(pid), true);
+    }
+
+    private void removeFiles() {
+        for (String f : FILES) {
+            FileSystem.unlinkAt(root.fd(), pid + "/" + f, false);
         }
     }
 }

@@ -52,7 +52,7 @@ public final class SlotTable implements AutoCloseable {
             m.putInt(12, count);
             return new SlotTable(path, ch, m, count);
         } catch (IOException e) {
-            throw new SystemException("create " + path + ": " + e.getMessage(), e);
+            throw SystemException.io("create " + path, e);
         }
     }
 
@@ -68,7 +68,7 @@ public final class SlotTable implements AutoCloseable {
             }
             return new SlotTable(path, ch, m, m.getInt(12));
         } catch (IOException e) {
-            throw new SystemException("open " + path + ": " + e.getMessage(), e);
+            throw SystemException.io("open " + path, e);
         }
     }
 

@@ -26,6 +26,7 @@ import io.hpvm.runtime.session.FunctionRecord;
 import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.SessionInfo;
+import io.hpvm.runtime.session.SessionRoot;
 import io.hpvm.runtime.session.SlotTable;
 
 import java.io.IOException;
@@ -38,6 +39,8 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /**
  * {@code hpvm run}: starts the worker stopped at its entry point, maps the slot table and code region into it,
@@ -76,6 +79,7 @@ public final class Supervisor {
     public int run(List<String> argv) throws HpvmException {
         long t0 = System.nanoTime();
         Timings timings = new Timings();
+        CompletableFuture<Void> warm = CompletableFuture.runAsync(Registry::warmUp);
         Path program = resolveProgram(argv.get(0));
         ElfImage image;
         try {
@@ -89,6 +93,7 @@ public final class Supervisor {
         }
         List<PatchableFunctions.Function> functions = PatchableFunctions.of(image);
         timings.mark("elf");
+        SessionRoot.get(); // a root that is not safe to use stops us before the program starts
         List<String> workerArgv = new ArrayList<>(argv);
         workerArgv.set(0, argv.get(0).contains("/") ? argv.get(0) : program.toString());
 
@@ -99,19 +104,30 @@ public final class Supervisor {
         SessionDir.Lock lock = null;
         Setup setup;
         ControlServer server = null;
+        CompletableFuture<Registry> registry = null;
         try {
             Tracee tracee = Spawner.runToEntry(pid, program.toString());
             timings.mark("spawn");
             session = SessionDir.create(pid);
             lock = session.lock();
+            // The registry is made beside the ptrace work (Chronicle Map takes a while to start in a new JVM) and
+            // filled before the worker runs: a session is usable by every command from the moment it is announced.
+            SessionDir s0 = session;
+            registry = warm.thenApply(v -> createRegistry(s0, functions.size()));
             setup = prepare(tracee, image, functions, session, timings);
             server = new ControlServer(session, pid, setup.callPad);
+            writeRegistry(joinRegistry(registry), session, setup, functions, program, image);
+            timings.mark("registry");
+            lock.close();
             tracee.detach();
             timings.mark("detach");
         } catch (HpvmException | RuntimeException e) {
             killQuietly(pid);
             if (server != null) {
                 server.close();
+            }
+            if (registry != null) {
+                registry.thenAccept(Registry::close).exceptionally(x -> null).join(); // before its file is removed
             }
             if (lock != null) {
                 lock.close();
@@ -124,19 +140,13 @@ public final class Supervisor {
         long readyMs = (System.nanoTime() - t0) / 1_000_000;
         if (!options.quiet()) {
             err.printf("hpvm: %s (pid %d) ready in %d ms: %d functions patchable, %d call sites rewritten, %d entries "
-                    + "redirected; session %s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
-                setup.trampolineOf.size(), session.dir());
+                    + "redirected; session %s%s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
+                setup.trampolineOf.size(), session.dir(), setup.codeFd < 0 ? "" : " (its file system is noexec: the "
+                    + "code region is a memfd, descriptor " + setup.codeFd + " of the worker)");
         }
         if (server.unavailable() != null) {
             err.println("hpvm: warning: no control socket (" + server.unavailable() + "); swaps work, but unwind "
-                + "information for C++ exceptions cannot be registered (set HPVM_SESSION_ROOT to a shorter path)");
-        }
-        // The worker runs now. Write the registry while holding the session lock, so an early 'hpvm swap' waits.
-        try (SessionDir.Lock held = lock) {
-            writeRegistry(session, setup, functions, program, image);
-            timings.mark("registry");
-        } catch (HpvmException | RuntimeException e) {
-            err.println("hpvm: warning: the worker runs but cannot be patched: " + e.getMessage());
+                + "information for C++ exceptions cannot be registered");
         }
         if (options.timings()) {
             err.printf("hpvm: timings: %s; text scanned %d bytes in %.2f ms (%.1f MB/s)%n", timings.describe(),
@@ -163,6 +173,8 @@ public final class Supervisor {
         int callSites;
         long bytesScanned;
         long trampolines;
+        /** The worker's descriptor of the code memfd (noexec session root), or -1 when the code region is a file. */
+        int codeFd = -1;
         /** Every direct branch target in the program (millions in a large one: kept unboxed). */
         long[] branchTargets = new long[1 << 16];
         int branchTargetCount;
@@ -201,9 +213,11 @@ public final class Supervisor {
         s.callPad = s.trampolines + trampolinesSize;
         s.arenaStart = s.callPad + CALL_PAD.length;
 
+        long entryPoint = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
         try (SlotTable slots = SlotTable.create(session.slots(), n);
-             CodeRegion code = CodeRegion.create(session.code(), s.codeSize, s.codeAddress);
-             ProcessMemory mem = new ProcessMemory(pid, true)) {
+             ProcessMemory mem = new ProcessMemory(pid, true);
+             CodeRegion code = mapRegions(tracee, mem, entryPoint, session, s, slotsSize)) {
+            timings.mark("inject");
             Map<Long, Integer> slotOfEntry = new HashMap<>();
             for (int i = 0; i < n; i++) {
                 long entry = s.bias + functions.get(i).address();
@@ -213,19 +227,13 @@ public final class Supervisor {
             }
             code.write(s.callPad, CALL_PAD);
             timings.mark("stubs");
-            long entryPoint = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
-            try (Injector inj = new Injector(tracee, mem, entryPoint)) {
-                mapInto(inj, session.slots(), s.slotsAddress, slotsSize, PROT_READ, 0);
-                mapInto(inj, session.code(), s.codeAddress, s.codeSize, PROT_READ | PROT_EXEC, 1);
-            }
-            timings.mark("inject");
             Map<Long, byte[]> texts = rewriteCallSites(mem, image, s, slotOfEntry, timings);
             if (options.redirectEntries()) {
                 redirectEntries(mem, code, slots, image, functions, s, texts);
                 timings.mark("redirect");
             }
         } catch (IOException e) {
-            throw new SystemException("session files in " + session.dir() + ": " + e.getMessage(), e);
+            throw SystemException.io("session files in " + session.dir(), e);
         } catch (LoadException e) {
             throw new SystemException("cannot instantiate a dispatcher stub: " + e.getMessage(), e);
         }
@@ -350,6 +358,85 @@ public final class Supervisor {
         return null;
     }
 
+    /**
+     * Maps the slot table (read-only) and the code region (read+exec) into the stopped worker, and returns hpvm's
+     * read-write view of the code region. Where the session root is mounted noexec, the kernel refuses an executable
+     * mapping of a file there, so the code region is a memfd the worker creates (injected {@code memfd_create}) and
+     * keeps open at a high descriptor (close-on-exec), where hpvm's commands reach it as {@code /proc/PID/fd/N}.
+     */
+    private CodeRegion mapRegions(Tracee tracee, ProcessMemory mem, long scratch, SessionDir session, Setup s,
+                                  long slotsSize) throws HpvmException {
+        try (Injector inj = new Injector(tracee, mem, scratch)) {
+            mapInto(inj, session.workerPath("slots"), s.slotsAddress, slotsSize, PROT_READ, 0);
+            if (!session.noexecRoot()) {
+                CodeRegion code = CodeRegion.create(session.code(), s.codeSize, s.codeAddress);
+                try {
+                    mapInto(inj, session.workerPath("code"), s.codeAddress, s.codeSize, PROT_READ | PROT_EXEC, 1);
+                } catch (HpvmException | RuntimeException e) {
+                    closeQuietly(code);
+                    throw e;
+                }
+                return code;
+            }
+            int fd = memfdInto(inj, tracee.pid(), s.codeAddress, s.codeSize);
+            session.recordCodeFd(fd);
+            s.codeFd = fd;
+            return CodeRegion.open(session.code(), s.codeAddress);
+        }
+    }
+
+    private static void closeQuietly(CodeRegion code) {
+        try {
+            code.close();
+        } catch (IOException ignored) {
+            // failing anyway
+        }
+    }
+
+    /** The code region as a memfd of the worker's, mapped at {@code address}; returns the worker's descriptor. */
+    private static int memfdInto(Injector inj, int pid, long address, long size) throws SystemException {
+        long name = inj.pushString("hpvm-code", 1);
+        long fd = inj.syscall(Injector.SYS_MEMFD_CREATE, name, Injector.MFD_CLOEXEC);
+        if (fd < 0) {
+            throw SystemException.of("memfd_create in the worker (the session root is mounted noexec, so the code "
+                + "region is made in memory instead)", (int) -fd);
+        }
+        long r = inj.syscall(Injector.SYS_FTRUNCATE, fd, size);
+        long got = r < 0 ? r : inj.syscall(Injector.SYS_MMAP, address, size, PROT_READ | PROT_EXEC,
+            MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+        if (got != address) {
+            inj.syscall(Injector.SYS_CLOSE, fd);
+            if (got > 0) {
+                inj.syscall(Injector.SYS_MUNMAP, got, size);
+            }
+            throw got < 0 && got > -4096 ? SystemException.of((r < 0 ? "ftruncate" : "mmap(0x"
+                + Long.toHexString(address) + ", " + size + ")") + " of the code memfd in the worker", (int) -got)
+                : new SystemException("mmap of the code memfd in the worker landed at 0x" + Long.toHexString(got));
+        }
+        // Out of the way of the program's own descriptors (a program may expect the lowest free number).
+        long high = inj.syscall(Injector.SYS_FCNTL, fd, Injector.F_DUPFD_CLOEXEC, highDescriptor(pid));
+        if (high < 0) {
+            return (int) fd;
+        }
+        inj.syscall(Injector.SYS_CLOSE, fd);
+        return (int) high;
+    }
+
+    /** A descriptor number well above what programs usually use, below the soft RLIMIT_NOFILE. */
+    private static long highDescriptor(int pid) {
+        long soft = 1024;
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/limits"))) {
+                if (line.startsWith("Max open files")) {
+                    soft = Long.parseLong(line.substring("Max open files".length()).trim().split("\\s+")[0]);
+                }
+            }
+        } catch (IOException | RuntimeException ignored) {
+            // assume the usual 1024
+        }
+        return Math.max(3, Math.min(soft, 4096) - 32);
+    }
+
     private static void mapInto(Injector inj, Path file, long address, long size, int prot, int stringSlot)
         throws SystemException {
         long path = inj.pushString(file.toString(), stringSlot);
@@ -404,15 +491,35 @@ public final class Supervisor {
         return new long[] {Placement.alignDown(lo, 4096), Placement.alignUp(hi, 4096)};
     }
 
-    private void writeRegistry(SessionDir session, Setup s, List<PatchableFunctions.Function> functions,
-                               Path program, ElfImage image) throws HpvmException {
-        try (Registry reg = Registry.create(session.registry().toFile(), functions.size())) {
+    private static Registry createRegistry(SessionDir session, int functions) {
+        try {
+            Registry reg = Registry.create(session.registry().toFile(), functions, session.workerPath("registry"));
             SessionDir.makePrivate(session.registry());
+            return reg;
+        } catch (SystemException e) {
+            throw new CompletionException(e);
+        }
+    }
+
+    private static Registry joinRegistry(CompletableFuture<Registry> registry) throws HpvmException {
+        try {
+            return registry.join();
+        } catch (CompletionException e) {
+            if (e.getCause() instanceof HpvmException h) {
+                throw h;
+            }
+            throw e;
+        }
+    }
+
+    private void writeRegistry(Registry registry, SessionDir session, Setup s,
+                               List<PatchableFunctions.Function> functions, Path program, ElfImage image) {
+        try (Registry reg = registry) {
             for (int i = 0; i < functions.size(); i++) {
                 PatchableFunctions.Function f = functions.get(i);
                 long entry = s.bias + f.address();
                 reg.putFunction(new FunctionRecord(f.name(), i, entry, f.size(), stubAddress(s, i),
-                    s.sitesPerFunction.getOrDefault(entry, 0), 0, 1, s.trampolineOf.getOrDefault(i, 0L),
+                    s.sitesPerFunction.getOrDefault(entry, 0), s.trampolineOf.getOrDefault(i, 0L),
                     options.redirectEntries() ? s.entryNotes.getOrDefault(i, "") : "entry redirection off"));
             }
             reg.putSession(new SessionInfo(session.pid(), s.startTime, program.toAbsolutePath().normalize().toString(),
