@@ -138,6 +138,7 @@ class ErrorCasesTest {
             compute:
                     lea table(%rip), %rax
                     ret
+                    .size compute, .-compute
                     .section .rodata
             table:
                     .word compute
@@ -182,7 +183,7 @@ class ErrorCasesTest {
     @Order(9)
     void usageErrors() {
         fails(2, new String[] {"OBJECT"}, "swap", "compute");
-        fails(2, new String[] {"already runs version 0"}, "rollback", "compute");
+        fails(2, new String[] {"runs v0, the original code", "no change to it is left to undo"}, "rollback", "compute");
         fails(2, new String[] {"--arena-size"}, "run", "--arena-size", "12Q", "/bin/true");
         stillRunsOldCode();
     }
@@ -212,7 +213,8 @@ class ErrorCasesTest {
             Hpvm.Result r = fails(7, new String[] {"code arena", "is full", "--arena-size"}, "swap", "--pid",
                 Integer.toString(small.pid()), "compute", big.toString());
             SwapTest.assertBehaviour(small, small.mark(), (i, z) -> i * 2, "still the original after a full arena");
-            assertTrue(r.err().contains("bytes needed"), r.toString());
+            assertTrue(r.err().contains("big.o: 'compute' does not fit") && r.err().contains(".rodata alone is 5000 "
+                + "bytes"), "the refusal says what does not fit, from the section sizes: " + r);
         }
     }
 

@@ -7,12 +7,14 @@ import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.function.LongBinaryOperator;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -489,18 +491,20 @@ class SwapTest {
     }
 
     /**
-     * A session root so deep that the control socket's path passes the kernel's 107-byte limit: 'hpvm run' warns
-     * and carries on, plain swaps work (they never need the supervisor).
+     * A session root so deep that its control socket's path would pass the kernel's 107-byte limit for Unix socket
+     * names: hpvm binds it through the root's descriptor ({@code /proc/self/fd/N/PID/control}), so it still works
+     * (supervisors killed outright, whose sockets are gone, are {@link SupervisorKilledTest}'s).
      */
     @Test
-    void withoutAControlSocketPlainSwapsStillWork() {
+    void aDeepSessionRootStillGetsItsControlSocket() {
         Path exe = Gcc.executable(dir, "deep", LOOP_WORKER, "-O2");
         Path deep = dir.resolve("d".repeat(110));
         Path patch = Gcc.object(dir, "deep_fix", "long compute(long x) { return x * 5; }\n", "-O2");
         try (TestWorker w = TestWorker.start(deep, List.of(), exe)) {
-            w.awaitStderr(l -> l.startsWith("hpvm: warning: no control socket"), WAIT);
             ok(Hpvm.cmd(deep, "swap", "compute", patch.toString()));
-            assertBehaviour(w, w.mark(), (i, z) -> i * 5, "swapped without the supervisor");
+            assertBehaviour(w, w.mark(), (i, z) -> i * 5, "swapped in a deep session root");
+            assertTrue(Files.exists(deep.resolve(w.pid() + "/control")), "the control socket is there");
+            assertFalse(w.stderr().contains("no control socket"), w.stderr());
         }
     }
 

@@ -1,0 +1,63 @@
+package io.hpvm.runtime;
+
+import io.hpvm.runtime.linux.LibC;
+import io.hpvm.testing.Gcc;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * A session is usable by every command from the moment {@code hpvm run} announces it: its registry is written
+ * before the ready line, so a supervisor killed right after that line (kill -9: nothing of it runs) leaves a worker
+ * that {@code ls}, {@code swap} and {@code rollback} still patch through the shared files. And one session that
+ * cannot be read does not hide the others from {@code ls}.
+ */
+class SupervisorKilledTest {
+
+    @TempDir
+    Path dir;
+
+    Path sessions() {
+        return dir.resolve("sessions");
+    }
+
+    @Test
+    void aSupervisorKilledRightAfterReadyLeavesAUsableSession() {
+        Path exe = Gcc.executable(dir, "loop", SwapTest.LOOP_WORKER, "-O2");
+        Path patch = Gcc.object(dir, "fix", "long compute(long x) { return x * 3; }\n", "-O2");
+        try (TestWorker w = TestWorker.startOrphanable(sessions(), exe)) {
+            LibC.INSTANCE.kill(w.supervisorPid(), LibC.SIGKILL); // at once, after the ready line
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "the worker runs on without its supervisor");
+            Hpvm.Result ls = SwapTest.ok(Hpvm.cmd(sessions(), "ls"));
+            assertTrue(ls.out().contains("worker " + w.pid()) && ls.out().contains("compute"), ls.toString());
+            SwapTest.ok(Hpvm.cmd(sessions(), "swap", "compute", patch.toString()));
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "swapped without a supervisor");
+            Hpvm.Result patched = SwapTest.ok(Hpvm.cmd(sessions(), "ls", "--patched"));
+            assertTrue(patched.out().matches("(?s).*\\ncompute\\s+v1/1 .*"), patched.toString());
+            SwapTest.ok(Hpvm.cmd(sessions(), "rollback", "compute"));
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "rolled back without a supervisor");
+        }
+    }
+
+    @Test
+    void aBrokenSessionDoesNotHideTheOthers() throws Exception {
+        Path exe = Gcc.executable(dir, "loop", SwapTest.LOOP_WORKER, "-O2");
+        try (TestWorker good = TestWorker.start(sessions(), List.of(), exe);
+             TestWorker broken = TestWorker.startOrphanable(sessions(), exe)) {
+            LibC.INSTANCE.kill(broken.supervisorPid(), LibC.SIGKILL);
+            SwapTest.assertBehaviour(broken, broken.mark(), (i, z) -> i * 2, "runs on without its supervisor");
+            Files.delete(sessions().resolve(Integer.toString(broken.pid())).resolve("registry"));
+            Hpvm.Result ls = Hpvm.cmd(sessions(), "ls");
+            assertEquals(0, ls.code(), ls.toString());
+            assertTrue(ls.out().matches("(?s).*\\n" + good.pid() + "\\s+live\\s+\\d+\\s+0\\s+.*loop.*"), ls.toString());
+            assertTrue(ls.out().matches("(?s).*\\n" + broken.pid() + "\\s+broken\\s+.*registry.*"), ls.toString());
+            SwapTest.ok(Hpvm.cmd(sessions(), "ls", "--pid", Integer.toString(good.pid())));
+        }
+    }
+}
