@@ -87,7 +87,10 @@ public final class BenchMain {
 
     private void run(String args) throws Exception {
         Files.createDirectories(work);
-        Files.createDirectories(sessions);
+        // hpvm refuses a session root anyone else may enter (mode 0700 only)
+        Files.createDirectories(sessions, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+            java.nio.file.attribute.PosixFilePermissions.fromString("rwx------")));
+        Files.setPosixFilePermissions(sessions, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
         machine(args);
         nativeDir = work.resolve("native");
         Files.createDirectories(nativeDir);
@@ -438,11 +441,14 @@ public final class BenchMain {
         Path obj = nativeDir.resolve("tick_2mib.o");
         run(List.of("gcc", "-c", "-o", obj.toString(), src.toString()));
         List<Double> ms = new ArrayList<>();
+        List<Double> inside = new ArrayList<>();
         String timings = "";
         for (int i = 0; i < n; i++) {
             long t0 = System.nanoTime();
-            try (Child c = new Child(List.of(hpvm.toString(), "swap", "--timings", "--pid", Integer.toString(pid),
-                "tick", obj.toString()), env, root)) {
+            // Both cores, as a user's shell would have it (the bench JVM, whose children inherit its affinity, is
+            // pinned to CPU 0 for the stall figures); the worker keeps its loop running on CPU 1.
+            try (Child c = new Child(List.of("taskset", "-c", "0-1", hpvm.toString(), "swap", "--timings", "--pid",
+                Integer.toString(pid), "tick", obj.toString()), env, root)) {
                 if (c.waitFor(120_000) != 0) {
                     throw new IllegalStateException("hpvm swap of the 2 MiB function failed: " + c.err.all());
                 }
@@ -450,6 +456,7 @@ public final class BenchMain {
                 for (String l : c.out.all()) {
                     if (l.trim().startsWith("timings:")) {
                         timings = l.trim().substring("timings:".length()).trim();
+                        inside.add(parseTotal(timings));
                     }
                 }
             }
@@ -459,8 +466,10 @@ public final class BenchMain {
             }
         }
         Stats s = Stats.of(ms);
-        report.row("3. swap latency", "`hpvm swap` of a 2 MiB function, end to end", s.format("%.0f") + " ms",
-            "< 2000 ms", s.median() < 2000, "issue 9's bound; last run's phases: " + timings);
+        Stats in = Stats.of(inside);
+        report.row("3. swap latency", "`hpvm swap` of a 2 MiB function, end to end (both cores)", s.format("%.0f")
+            + " ms", "< 2000 ms", s.median() < 2000, "issue 9's bound; the worker's loop keeps CPU 1 busy meanwhile; "
+            + "inside the command " + in.format("%.0f") + " ms, last run: " + timings);
     }
 
     /**
@@ -636,9 +645,9 @@ public final class BenchMain {
             int py = waitReady(c);
             SessionDir s = SessionDir.find(py);
             int functions = registryFunctions(py);
-            long slots = allocated(s.slots());
-            long code = allocated(s.code());
-            long registry = allocated(s.registry());
+            long slots = allocated(s.workerPath("slots"));
+            long code = allocated(s.workerPath("code"));
+            long registry = allocated(s.workerPath("registry"));
             report.row("5. memory", "shared regions per function (python3.11, " + functions + " functions)",
                 String.format("%.0f B", (slots + code + registry) / (double) functions), "", null,
                 String.format("slots %d KiB + code %d KiB (stubs %d B each) + registry %d KiB allocated; supervisor "

@@ -430,7 +430,7 @@ public final class Linker {
             throw new LoadException(LoadException.Kind.REFUSED, objName + ": '" + entryName + "' uses writable data '"
                 + sym.name() + "' (" + sym.size() + " bytes, referenced at " + where + ") that the worker does not "
                 + "have. A patch must be stateless: it may read and update the worker's existing globals and "
-                + "statics (they bind by name), but it cannot add new ones." + sharedSectionHint());
+                + "statics (they bind by name), but it cannot add new ones" + sharedSectionHint() + ".");
         }
         bindings.put(sym.name(), res);
         return res.address() - symbolOffset;

@@ -10,7 +10,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -26,9 +25,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class MutatedObjectFuzzTest {
 
     static final long BASE = 0x5555_0000_0000L;
-    /** Java's own texts, which must never reach a user. */
-    static final Pattern JAVA_TEXT = Pattern.compile("(java|javax|sun|jdk)\\.[a-z]+\\.|Exception|Error:|"
-        + "out of bounds|newPosition|\\bnull\\b|limit:|Index -?\\d+");
 
     private final Map<Path, ElfImage> executables = new HashMap<>();
     private final Map<Path, RelocatableObject> originals = new HashMap<>();
@@ -70,8 +66,8 @@ class MutatedObjectFuzzTest {
             }
         }
         try {
-            ObjectDiff.compare(original(entry.object()), obj);
-            ImageDiff.compare(obj, executable(entry.executable()));
+            ObjectDiff.compare(once(originals, entry.object(), RelocatableObject::read), obj);
+            ImageDiff.compare(obj, once(executables, entry.executable(), ElfImage::read));
         } catch (RuntimeException | StackOverflowError e) {
             throw new AssertionError("comparing " + what + " threw " + e, e);
         }
@@ -83,26 +79,23 @@ class MutatedObjectFuzzTest {
         String msg = e.getMessage();
         assertFalse(msg.contains("\n") || msg.contains("\r"), "one line: " + msg + " (" + what + ")");
         assertTrue(msg.startsWith(file), "the message names the file: " + msg + " (" + what + ")");
-        assertFalse(JAVA_TEXT.matcher(msg).find(), "no Java text in: " + msg + " (" + what + ")");
+        assertFalse(Fuzz.JAVA_TEXT.matcher(msg).find(), "no Java text in: " + msg + " (" + what + ")");
         assertTrue(msg.length() < 2100, "a readable length: " + msg.length() + " (" + what + ")");
     }
 
-    private synchronized ElfImage executable(Path exe) throws LoadException {
-        ElfImage img = executables.get(exe);
-        if (img == null) {
-            img = ElfImage.read(exe);
-            executables.put(exe, img);
+    /** Reads each real file once (the corpus' originals and executables are compared with many mutants). */
+    private <T> T once(Map<Path, T> cache, Path file, Reader<T> reader) throws LoadException {
+        T value = cache.get(file);
+        if (value == null) {
+            value = reader.read(file);
+            cache.put(file, value);
         }
-        return img;
+        return value;
     }
 
-    private synchronized RelocatableObject original(Path object) throws LoadException {
-        RelocatableObject o = originals.get(object);
-        if (o == null) {
-            o = RelocatableObject.read(object);
-            originals.put(object, o);
-        }
-        return o;
+    @FunctionalInterface
+    private interface Reader<T> {
+        T read(Path file) throws LoadException;
     }
 
     /** Every name resolves (to addresses near the image, or far for some), so linking gets as far as it can. */

@@ -17,6 +17,11 @@ import java.util.concurrent.TimeoutException;
  */
 public final class Fuzz {
 
+    /** Java's own texts (class names, exception words, buffer messages), which must never reach a user. */
+    public static final java.util.regex.Pattern JAVA_TEXT = java.util.regex.Pattern.compile(
+        "(java|javax|sun|jdk)\\.[a-z]+\\.|Exception|Error:|out of bounds|newPosition|\\bnull\\b|limit:|"
+            + "Index -?\\d+|\\tat ");
+
     /** One case: throws (an AssertionError) when the property does not hold; returns an outcome to count. */
     @FunctionalInterface
     public interface Case {

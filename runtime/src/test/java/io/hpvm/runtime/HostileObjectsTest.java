@@ -61,7 +61,7 @@ class HostileObjectsTest {
         Hpvm.Result r = Hpvm.cmd(sessions(), "swap", "compute", object.toString());
         assertEquals(code, r.code(), r.toString());
         assertTrue(r.err().startsWith("hpvm: error: ") && r.err().strip().lines().count() == 1, "one line: " + r);
-        assertFalse(MutatedObjectsAgainstWorkerTest.JAVA_TEXT.matcher(r.err()).find(), "no Java text: " + r);
+        assertFalse(io.hpvm.testing.Fuzz.JAVA_TEXT.matcher(r.err()).find(), "no Java text: " + r);
         for (String f : fragments) {
             assertTrue(r.err().contains(f), "the refusal names '" + f + "': " + r);
         }

@@ -34,7 +34,7 @@ public final class CodeRegion implements AutoCloseable {
                 StandardOpenOption.READ, StandardOpenOption.WRITE), SessionDir.privateFile());
             return new CodeRegion(path, ch, ch.map(FileChannel.MapMode.READ_WRITE, 0, size), address);
         } catch (IOException e) {
-            throw SystemException.io("create " + path, e);
+            throw SystemException.io("create " + SessionRoot.shown(path), e);
         }
     }
 
@@ -44,7 +44,7 @@ public final class CodeRegion implements AutoCloseable {
             FileChannel ch = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE);
             return new CodeRegion(path, ch, ch.map(FileChannel.MapMode.READ_WRITE, 0, ch.size()), address);
         } catch (IOException e) {
-            throw SystemException.io("open " + path, e);
+            throw SystemException.io("open " + SessionRoot.shown(path), e);
         }
     }
 
@@ -62,7 +62,7 @@ public final class CodeRegion implements AutoCloseable {
         long off = at - address;
         if (off < 0 || off + bytes.length > map.capacity()) {
             throw new IndexOutOfBoundsException("0x" + Long.toHexString(at) + "+" + bytes.length + " is outside "
-                + path + " (0x" + Long.toHexString(address) + ", " + map.capacity() + " bytes)");
+                + SessionRoot.shown(path) + " (0x" + Long.toHexString(address) + ", " + map.capacity() + " bytes)");
         }
         map.put((int) off, bytes);
     }

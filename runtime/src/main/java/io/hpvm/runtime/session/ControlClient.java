@@ -84,7 +84,7 @@ public final class ControlClient {
                 ? "it closed the connection" : reply));
         } catch (IOException e) {
             throw new SystemException("cannot reach the supervisor of session " + session.dir() + " at "
-                + session.control() + " (" + e.getMessage() + "); it runs as 'hpvm run' and answers while the worker "
+                + SessionRoot.shown(session.control()) + " (" + e.getMessage() + "); it runs as 'hpvm run' and answers while the worker "
                 + "lives. --no-unwind-info swaps without what it was asked for (C++ unwind information)", e);
         }
     }

@@ -75,6 +75,21 @@ public final class SessionRoot {
         }
     }
 
+    /**
+     * A path for messages: one through the root's descriptor ({@code /proc/self/fd/N/...}, meaningless outside this
+     * process) is shown as the root's real path.
+     */
+    public static synchronized String shown(Path p) {
+        String s = p.toString();
+        if (current != null) {
+            String via = "/proc/self/fd/" + current.fd + "/";
+            if (s.startsWith(via)) {
+                return current.path.resolve(s.substring(via.length())).toString();
+            }
+        }
+        return s;
+    }
+
     /** The verified real path of the root: for messages, and for the worker to map the session's files by. */
     public Path path() {
         return path;
@@ -196,8 +211,8 @@ public final class SessionRoot {
                 + ", not a directory");
         }
         if (st.uid() != me) {
-            throw refuse(configured, real, "is owned by " + FileSystem.userName(st.uid()) + " (mode "
-                + octal(st.permissions()) + "), not by you (" + FileSystem.userName(me) + "): another user may have "
+            throw refuse(configured, real, "is owned by " + FileSystem.userName(st.uid()) + ", mode "
+                + octal(st.permissions()) + ", not by you, " + FileSystem.userName(me) + ": another user may have "
                 + "made it to read or redirect your sessions");
         }
         if (st.permissions() != 0700) {

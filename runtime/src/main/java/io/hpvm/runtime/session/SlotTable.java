@@ -52,7 +52,7 @@ public final class SlotTable implements AutoCloseable {
             m.putInt(12, count);
             return new SlotTable(path, ch, m, count);
         } catch (IOException e) {
-            throw SystemException.io("create " + path, e);
+            throw SystemException.io("create " + SessionRoot.shown(path), e);
         }
     }
 
@@ -64,11 +64,11 @@ public final class SlotTable implements AutoCloseable {
             byte[] magic = new byte[8];
             m.get(0, magic);
             if (!java.util.Arrays.equals(magic, MAGIC) || m.getInt(8) != LAYOUT_VERSION) {
-                throw new SystemException(path + " is not an hpvm slot table of layout " + LAYOUT_VERSION);
+                throw new SystemException(SessionRoot.shown(path) + " is not an hpvm slot table of layout " + LAYOUT_VERSION);
             }
             return new SlotTable(path, ch, m, m.getInt(12));
         } catch (IOException e) {
-            throw SystemException.io("open " + path, e);
+            throw SystemException.io("open " + SessionRoot.shown(path), e);
         }
     }
 
@@ -92,7 +92,7 @@ public final class SlotTable implements AutoCloseable {
 
     private int checked(int index) {
         if (index < 0 || index >= count) {
-            throw new IndexOutOfBoundsException("slot " + index + " of " + count + " in " + path);
+            throw new IndexOutOfBoundsException("slot " + index + " of " + count + " in " + SessionRoot.shown(path));
         }
         return index;
     }

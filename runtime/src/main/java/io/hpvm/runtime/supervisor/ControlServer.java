@@ -73,7 +73,7 @@ final class ControlServer implements AutoCloseable {
         } catch (IOException | RuntimeException e) {
             // For example a session root so deep that the socket path passes the 107-byte limit. The worker still
             // runs and plain swaps work; requests (unwind registration) fail with this reason.
-            unavailable = session.control() + ": " + e.getMessage();
+            unavailable = session.workerPath("control") + ": " + e.getMessage();
             try {
                 if (listening != null) {
                     listening.close();
