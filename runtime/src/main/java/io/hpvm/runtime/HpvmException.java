@@ -7,15 +7,31 @@ package io.hpvm.runtime;
 public class HpvmException extends Exception {
 
     private final ExitCode code;
+    private final String detail;
 
     public HpvmException(ExitCode code, String message) {
-        super(io.hpvm.loader.LoadException.oneLine(message));
-        this.code = code;
+        this(code, message, (Throwable) null);
     }
 
     public HpvmException(ExitCode code, String message, Throwable cause) {
         super(io.hpvm.loader.LoadException.oneLine(message), cause);
         this.code = code;
+        this.detail = "";
+    }
+
+    /**
+     * An error with another tool's own output beside it (a compiler's diagnostics), which is shown as that tool
+     * printed it, after hpvm's one-line message.
+     */
+    public HpvmException(ExitCode code, String message, String detail) {
+        super(io.hpvm.loader.LoadException.oneLine(message));
+        this.code = code;
+        this.detail = detail == null ? "" : detail.strip();
+    }
+
+    /** Another tool's output that explains the error ("" when none). */
+    public String detail() {
+        return detail;
     }
 
     public ExitCode code() {

@@ -289,6 +289,8 @@ class SwapTest {
             assertEquals(4, r.code(), r.toString());
             assertTrue(r.err().contains("compiling " + bad + " failed (cc -c -O2 -fno-pie -DSCALE=5")
                 && r.err().contains("error"), r.toString());
+            assertTrue(r.err().lines().anyMatch(l -> l.startsWith(bad + ":1:") && l.contains("error")),
+                "the compiler's diagnostics on their own lines, naming the user's file: " + r);
             assertBehaviour(w, w.mark(), (i, z) -> i * 2, "unchanged after a compile error");
             Hpvm.Result ok = ok(Hpvm.cmd(sessions(), "swap", "compute", good.toString()));
             assertTrue(ok.out().contains("from " + good), ok.out());

@@ -42,6 +42,9 @@ public final class Main implements Runnable {
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             if (ex instanceof HpvmException h) {
                 err.println("hpvm: error: " + h.getMessage());
+                if (!h.detail().isEmpty()) {
+                    err.println(h.detail());
+                }
                 if (System.getenv("HPVM_DEBUG") != null) {
                     h.printStackTrace(err);
                 }

@@ -62,8 +62,9 @@ final class PatchCommand extends PatchingCommand {
                 warn(r);
             }
         } catch (HpvmException e) {
-            throw new HpvmException(e.code(), "patch " + newSource + " (" + String.join(", ", set) + "): "
-                + e.getMessage(), e);
+            String message = "patch " + newSource + " (" + String.join(", ", set) + "): " + e.getMessage();
+            throw e.detail().isEmpty() ? new HpvmException(e.code(), message, e) : new HpvmException(e.code(), message,
+                e.detail());
         }
         return 0;
     }

@@ -78,8 +78,8 @@ public final class SourceCompiler {
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
             if (!p.waitFor(120, TimeUnit.SECONDS) || p.exitValue() != 0) {
                 throw new HpvmException(ExitCode.BAD_FILE, "compiling " + source + " failed (" + String.join(" ", cmd)
-                    .replace(copy.toString(), source.toString()) + "):\n" + out.replace(copy.toString(),
-                    source.toString()).strip());
+                    .replace(copy.toString(), source.toString()) + "); the compiler said:", out.replace(
+                    copy.toString(), source.toString()));
             }
             Files.delete(copy);
             return object;
