@@ -48,13 +48,21 @@ class ErrorCasesTest {
         worker.close();
     }
 
-    /** Runs a command that must fail with {@code code} and a message containing {@code fragments}. */
+    /**
+     * Runs a command that must fail with {@code code} and a message containing {@code fragments}, both through the
+     * worker's supervisor and in this process (the slow path): the two must say exactly the same.
+     */
     Hpvm.Result fails(int code, String[] fragments, String... args) {
         Hpvm.Result r = Hpvm.cmd(sessions(), args);
-        assertEquals(code, r.code(), r.toString());
-        for (String f : fragments) {
-            assertTrue(r.err().contains(f), "message should mention '" + f + "': " + r);
+        Hpvm.Result direct = Hpvm.direct(sessions(), args);
+        for (Hpvm.Result x : List.of(r, direct)) {
+            assertEquals(code, x.code(), x.toString());
+            for (String f : fragments) {
+                assertTrue(x.err().contains(f), "message should mention '" + f + "': " + x);
+            }
         }
+        assertEquals(direct.err(), r.err(), "the supervisor and the slow path say the same");
+        assertEquals(direct.out(), r.out(), "the supervisor and the slow path print the same");
         return r;
     }
 

@@ -21,14 +21,24 @@ public final class Hpvm {
     private Hpvm() {
     }
 
+    /** Runs {@code hpvm ARGS} as a user would: through the session's supervisor when one answers. */
     public static Result cmd(Path sessionRoot, String... args) {
+        return run(sessionRoot, true, args);
+    }
+
+    /** Runs {@code hpvm ARGS} in this process, never asking a supervisor (the slow path). */
+    public static Result direct(Path sessionRoot, String... args) {
+        return run(sessionRoot, false, args);
+    }
+
+    private static Result run(Path sessionRoot, boolean thin, String... args) {
         System.setProperty("hpvm.session.root", sessionRoot.toString());
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         int code;
         try (PrintStream o = new PrintStream(out, true, StandardCharsets.UTF_8);
              PrintStream e = new PrintStream(err, true, StandardCharsets.UTF_8)) {
-            code = Main.execute(o, e, args);
+            code = thin ? Main.run(o, e, args) : Main.execute(o, e, args);
         }
         return new Result(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
     }

@@ -29,11 +29,12 @@ final class LsCommand extends SessionCommand {
 
     @Override
     public Integer call() throws Exception {
-        List<SessionDir> all = SessionDir.list();
-        List<SessionDir> live = all.stream().filter(SessionDir::isLive).toList();
-        if (pid == null && (sessionsOnly || live.size() != 1)) {
-            listSessions(all);
-            return 0;
+        if (Invocation.current().session() == null && pid == null) {
+            List<SessionDir> all = SessionDir.list();
+            if (sessionsOnly || all.stream().filter(SessionDir::isLive).count() != 1) {
+                listSessions(all);
+                return 0;
+            }
         }
         SessionDir s = session();
         try (Registry reg = s.openRegistry()) {

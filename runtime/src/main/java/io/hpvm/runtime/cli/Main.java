@@ -2,11 +2,16 @@ package io.hpvm.runtime.cli;
 
 import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.session.CommandRequest;
+import io.hpvm.runtime.session.SessionDir;
+import io.hpvm.runtime.session.UnwindRegistrar;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
+import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
 
 /** The {@code hpvm} command line. */
 @Command(name = "hpvm", mixinStandardHelpOptions = true, version = "hpvm 0.1.0",
@@ -45,7 +50,7 @@ public final class Main implements Runnable {
                 if (!h.detail().isEmpty()) {
                     err.println(h.detail());
                 }
-                if (System.getenv("HPVM_DEBUG") != null) {
+                if (Invocation.current().env("HPVM_DEBUG") != null) {
                     h.printStackTrace(err);
                 }
                 return h.code().value;
@@ -53,9 +58,9 @@ public final class Main implements Runnable {
             // A bug in hpvm, not in the user's input: one line to report, the stack trace on request.
             StackTraceElement top = ex.getStackTrace().length > 0 ? ex.getStackTrace()[0] : null;
             err.println(io.hpvm.loader.LoadException.oneLine("hpvm: internal error (a bug in hpvm; please report "
-                + "this line): " + ex + (top == null ? "" : " at " + top) + (System.getenv("HPVM_DEBUG") == null
+                + "this line): " + ex + (top == null ? "" : " at " + top) + (Invocation.current().env("HPVM_DEBUG") == null
                 ? "; HPVM_DEBUG=1 shows the whole trace" : "")));
-            if (System.getenv("HPVM_DEBUG") != null) {
+            if (Invocation.current().env("HPVM_DEBUG") != null) {
                 ex.printStackTrace(err);
             }
             return 1;
@@ -68,8 +73,33 @@ public final class Main implements Runnable {
         return cl.execute(args);
     }
 
+    /**
+     * Runs a thin client's command in the supervisor (see {@link ThinClient}): with the client's working directory
+     * and environment, against the supervisor's own session, registering unwind information directly; returns what
+     * it printed and its exit code.
+     */
+    static CommandRequest.Answer serve(CommandRequest request, SessionDir session, UnwindRegistrar registrar) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int code = Invocation.forClient(request.cwd(), request.env(), session, registrar, () -> {
+            try (PrintStream o = new PrintStream(out, true, StandardCharsets.UTF_8);
+                 PrintStream e = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+                return execute(o, e, request.args().toArray(new String[0]));
+            }
+        });
+        return new CommandRequest.Answer(code, out.toString(StandardCharsets.UTF_8),
+            err.toString(StandardCharsets.UTF_8));
+    }
+
+    /**
+     * What {@code hpvm ARGS} does: through the session's supervisor when one answers ({@link ThinClient}), else here.
+     */
+    public static int run(PrintStream out, PrintStream err, String... args) {
+        int thin = ThinClient.run(args, out, err);
+        return thin >= 0 ? thin : execute(out, err, args);
+    }
+
     public static void main(String[] args) {
-        System.setProperty("chronicle.analytics.disable", "true");
-        System.exit(execute(System.out, System.err, args));
+        System.exit(run(System.out, System.err, args));
     }
 }

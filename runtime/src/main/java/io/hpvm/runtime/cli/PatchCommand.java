@@ -38,8 +38,9 @@ final class PatchCommand extends PatchingCommand {
     public Integer call() throws Exception {
         SwapEngine engine = engine();
         String flags = engine.compileFlags(cflags) + " -ffunction-sections -fdata-sections";
-        Path oldObject = SourceCompiler.compile(oldSource, flags);
-        Path newObject = SourceCompiler.compile(newSource, flags);
+        Invocation here = Invocation.current();
+        Path oldObject = SourceCompiler.compile(oldSource, here.resolve(oldSource), flags, here::env);
+        Path newObject = SourceCompiler.compile(newSource, here.resolve(newSource), flags, here::env);
         ObjectDiff.Result diff;
         try {
             diff = ObjectDiff.compare(RelocatableObject.read(oldObject), RelocatableObject.read(newObject));

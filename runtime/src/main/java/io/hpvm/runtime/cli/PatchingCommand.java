@@ -16,7 +16,8 @@ abstract class PatchingCommand extends SessionCommand {
 
     /** The swap engine for this command's session and options. */
     SwapEngine engine() throws HpvmException {
-        return new SwapEngine(session()).registerUnwindInfo(!noUnwindInfo);
+        return new SwapEngine(session()).registerUnwindInfo(!noUnwindInfo)
+            .unwindRegistrar(Invocation.current().registrar());
     }
 
     /** Prints a swap's warnings on stderr. */

@@ -47,7 +47,7 @@ final class RunCommand implements Callable<Integer> {
         argv.add(program);
         argv.addAll(args);
         return new Supervisor(new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size"), timings,
-            !noEntryRedirect, cflags), System.err)
+            !noEntryRedirect, cflags, Main::serve), System.err)
             .run(argv);
     }
 }

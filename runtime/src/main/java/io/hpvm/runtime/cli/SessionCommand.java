@@ -29,6 +29,7 @@ abstract class SessionCommand implements Callable<Integer> {
 
     /** The session of {@code --pid}, or the only live one. */
     SessionDir session() throws HpvmException {
-        return SessionDir.find(pid);
+        SessionDir mine = Invocation.current().session();
+        return mine != null ? mine : SessionDir.find(pid);
     }
 }

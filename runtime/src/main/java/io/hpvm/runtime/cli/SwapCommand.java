@@ -55,9 +55,10 @@ final class SwapCommand extends PatchingCommand {
                 + "OBJECT'");
         }
         SwapEngine engine = engine();
-        Path linked = object;
+        Invocation here = Invocation.current();
+        Path linked = here.resolve(object);
         if (SourceCompiler.isSource(object)) {
-            linked = SourceCompiler.compile(object, engine.compileFlags(cflags));
+            linked = SourceCompiler.compile(object, linked, engine.compileFlags(cflags), here::env);
         }
         if (allChanged) {
             SwapEngine.Changes changes = engine.changedFunctions(linked);
@@ -83,7 +84,8 @@ final class SwapCommand extends PatchingCommand {
     private void report(SwapEngine.Result r, Path object) {
         out().println(SwapEngine.describe(r, object));
         if (timings) {
-            out().println("  timings: " + r.timings().describe());
+            out().println("  timings: " + r.timings().describe() + (Invocation.current().session() != null
+                ? " (in the supervisor's JVM)" : " (in this process)"));
         }
         if (verbose && r.image() != null) {
             r.image().sections().forEach((name, at) -> out().printf("  section %-24s at 0x%x%n", name, at));

@@ -65,6 +65,80 @@ public final class ControlClient {
         return new String(in.array(), 0, in.position(), StandardCharsets.UTF_8);
     }
 
+    /** No supervisor takes requests for the session (none listens on its socket): do the work here instead. */
+    public static final class NotAnswering extends SystemException {
+        NotAnswering(String message, Throwable cause) {
+            super(message, cause);
+        }
+    }
+
+    /** Longer than any command takes in the supervisor (two compilations of a large file, say). */
+    private static final long COMMAND_TIMEOUT_MS = 600_000;
+
+    /**
+     * Hands a whole command to the session's supervisor, which runs it in its warm JVM, and returns its answer.
+     *
+     * @throws NotAnswering when nothing accepts the connection (no supervisor: the caller takes the slow path)
+     * @throws SystemException when the supervisor took the request but gave no complete answer
+     */
+    public static CommandRequest.Answer runCommand(SessionDir session, CommandRequest request)
+        throws SystemException {
+        SocketChannel ch;
+        try {
+            ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+        } catch (IOException e) {
+            throw new SystemException("cannot open a Unix socket: " + e.getMessage(), e);
+        }
+        try (SocketChannel c = ch) {
+            try {
+                c.connect(UnixDomainSocketAddress.of(session.control()));
+            } catch (IOException e) {
+                throw new NotAnswering("no supervisor answers on " + SessionRoot.shown(session.control()) + " ("
+                    + (e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage()) + ")", e);
+            }
+            c.write(ByteBuffer.wrap(request.encode()));
+            c.shutdownOutput();
+            byte[] answer = readAll(c, 64 << 20, System.nanoTime() + COMMAND_TIMEOUT_MS * 1_000_000);
+            try {
+                return CommandRequest.Answer.decode(answer);
+            } catch (RuntimeException e) {
+                throw new SystemException("the supervisor of session " + session.dir() + " gave no complete answer to '"
+                    + String.join(" ", request.args()) + "' (it may have exited meanwhile); what it did is unknown: "
+                    + "check with 'hpvm ls'", e);
+            }
+        } catch (NotAnswering e) {
+            throw e;
+        } catch (IOException e) {
+            throw new SystemException("talking to the supervisor of session " + session.dir() + ": " + e.getMessage()
+                + "; what it did is unknown: check with 'hpvm ls'", e);
+        }
+    }
+
+    /** Reads until the end of the stream, {@code capacity} bytes or the deadline. */
+    public static byte[] readAll(SocketChannel ch, int capacity, long deadline) throws IOException {
+        ch.configureBlocking(false);
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        ByteBuffer in = ByteBuffer.allocate(65536);
+        try (Selector s = Selector.open()) {
+            ch.register(s, SelectionKey.OP_READ);
+            while (out.size() < capacity) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0) {
+                    break;
+                }
+                s.select(left);
+                s.selectedKeys().clear();
+                in.clear();
+                int n = ch.read(in);
+                if (n < 0) {
+                    break;
+                }
+                out.write(in.array(), 0, n);
+            }
+        }
+        return out.toByteArray();
+    }
+
     static String request(SessionDir session, String line) throws SystemException {
         try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
             ch.connect(UnixDomainSocketAddress.of(session.control()));

@@ -6,6 +6,7 @@ import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.RemoteThread;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.linux.WaitStatus;
+import io.hpvm.runtime.session.CommandRequest;
 import io.hpvm.runtime.session.ControlClient;
 import io.hpvm.runtime.session.SessionDir;
 
@@ -37,6 +38,7 @@ final class ControlServer implements AutoCloseable {
     private static final long CALL_TIMEOUT_MS = 2000;
 
     private final SessionDir session;
+    private final CommandRunner runner;
     private final int pid;
     private final long pad;
     private final ServerSocketChannel server;
@@ -53,10 +55,11 @@ final class ControlServer implements AutoCloseable {
      * @param pad hpvm's call pad in the worker ({@code int3} at +0, {@code syscall; int3} at +8), see
      *            {@link RemoteThread}
      */
-    ControlServer(SessionDir session, int pid, long pad) throws SystemException {
+    ControlServer(SessionDir session, int pid, long pad, CommandRunner runner) throws SystemException {
         this.session = session;
         this.pid = pid;
         this.pad = pad;
+        this.runner = runner;
         try {
             selector = Selector.open();
         } catch (IOException e) {
@@ -173,8 +176,26 @@ final class ControlServer implements AutoCloseable {
     }
 
     private void answer(SocketChannel ch) throws IOException {
-        // At most a second for the request: a client that sends nothing must not stall the supervisor.
-        String request = ControlClient.readLine(ch, 1024, System.nanoTime() + 1_000_000_000L).trim();
+        // At most a few seconds for the request: a client that sends nothing must not stall the supervisor.
+        byte[] raw = readRequest(ch, System.nanoTime() + 5_000_000_000L);
+        if (startsWith(raw, CommandRequest.VERB + "\n")) {
+            byte[] answer;
+            try {
+                CommandRequest request = CommandRequest.decode(raw);
+                answer = runner == null ? new CommandRequest.Answer(-1, "", "").encode()
+                    : runner.run(request, session, (s, fn, tables) -> registerUnwind(fn, tables)).encode();
+            } catch (RuntimeException e) {
+                answer = new CommandRequest.Answer(7, "", "hpvm: error: the supervisor could not run the request: "
+                    + e + "\n").encode();
+            }
+            ch.configureBlocking(true);
+            ByteBuffer out = ByteBuffer.wrap(answer);
+            while (out.hasRemaining()) {
+                ch.write(out);
+            }
+            return;
+        }
+        String request = new String(raw, StandardCharsets.UTF_8).trim();
         String reply;
         try {
             reply = "ok " + handle(request);
@@ -183,6 +204,53 @@ final class ControlServer implements AutoCloseable {
         }
         ch.configureBlocking(true);
         ch.write(ByteBuffer.wrap((reply.replace('\n', ' ') + "\n").getBytes(StandardCharsets.UTF_8)));
+    }
+
+    /**
+     * A request: a single line (its verb is not {@code command}), or a command request, which the client ends by
+     * half-closing its side. Read until either is complete, 1 MiB, or the deadline.
+     */
+    private static byte[] readRequest(SocketChannel ch, long deadline) throws IOException {
+        ch.configureBlocking(false);
+        java.io.ByteArrayOutputStream got = new java.io.ByteArrayOutputStream();
+        ByteBuffer in = ByteBuffer.allocate(16384);
+        try (Selector s = Selector.open()) {
+            ch.register(s, SelectionKey.OP_READ);
+            while (got.size() < CommandRequest.MAX_BYTES) {
+                byte[] sofar = got.toByteArray();
+                boolean command = startsWith(sofar, CommandRequest.VERB + "\n");
+                if (!command && indexOf(sofar, (byte) '\n') >= 0) {
+                    break; // a one-line request
+                }
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0) {
+                    break;
+                }
+                s.select(left);
+                s.selectedKeys().clear();
+                in.clear();
+                int n = ch.read(in);
+                if (n < 0) {
+                    break;
+                }
+                got.write(in.array(), 0, n);
+            }
+        }
+        return got.toByteArray();
+    }
+
+    private static boolean startsWith(byte[] b, String prefix) {
+        byte[] p = prefix.getBytes(StandardCharsets.UTF_8);
+        return b.length >= p.length && java.util.Arrays.equals(b, 0, p.length, p, 0, p.length);
+    }
+
+    private static int indexOf(byte[] b, byte x) {
+        for (int i = 0; i < b.length; i++) {
+            if (b[i] == x) {
+                return i;
+            }
+        }
+        return -1;
     }
 
     private String handle(String request) throws SystemException {

@@ -56,7 +56,13 @@ public final class Supervisor {
     private static final int MAP_FIXED_NOREPLACE = 0x100000;
 
     /** Options of {@code hpvm run}. */
-    public record Options(boolean quiet, long arenaSize, boolean timings, boolean redirectEntries, String cflags) {
+    /**
+     * Options of {@code hpvm run}.
+     *
+     * @param commands runs the commands thin clients send (null: requests for commands are answered "not here")
+     */
+    public record Options(boolean quiet, long arenaSize, boolean timings, boolean redirectEntries, String cflags,
+                          CommandRunner commands) {
     }
 
     private final Options options;
@@ -115,7 +121,7 @@ public final class Supervisor {
             SessionDir s0 = session;
             registry = warm.thenApply(v -> createRegistry(s0, functions.size()));
             setup = prepare(tracee, image, functions, session, timings);
-            server = new ControlServer(session, pid, setup.callPad);
+            server = new ControlServer(session, pid, setup.callPad, options.commands());
             writeRegistry(joinRegistry(registry), session, setup, functions, program, image);
             timings.mark("registry");
             lock.close();

@@ -46,8 +46,8 @@ public final class SourceCompiler {
     }
 
     /** {@code $CC} / {@code $CXX} when set (one word: the compiler the program was built with), else the default. */
-    private static String compiler(String variable, String fallback) {
-        String v = System.getenv(variable);
+    private static String compiler(java.util.function.UnaryOperator<String> env, String variable, String fallback) {
+        String v = env.apply(variable);
         return v == null || v.isBlank() ? fallback : v.trim();
     }
 
@@ -57,12 +57,22 @@ public final class SourceCompiler {
      * directory so that its {@code #include "..."} files are found as before; diagnostics name the original file.
      */
     public static Path compile(Path source, String flags) throws HpvmException {
-        if (!Files.isRegularFile(source)) {
+        return compile(source, source, flags, System::getenv);
+    }
+
+    /**
+     * Compiles {@code file} (the user's {@code source}, as they typed it, made absolute where they are), with the
+     * compiler their environment {@code env} names; messages name {@code source}.
+     */
+    public static Path compile(Path source, Path file, String flags, java.util.function.UnaryOperator<String> env)
+        throws HpvmException {
+        if (!Files.isRegularFile(file)) {
             throw new HpvmException(ExitCode.BAD_FILE, source + ": no such file");
         }
-        String name = compiledName(source);
+        String name = compiledName(file);
         boolean cxx = !name.endsWith(".c");
-        List<String> cmd = new ArrayList<>(List.of(cxx ? compiler("CXX", "c++") : compiler("CC", "cc"), "-c"));
+        List<String> cmd = new ArrayList<>(List.of(cxx ? compiler(env, "CXX", "c++") : compiler(env, "CC", "cc"),
+            "-c"));
         for (String f : flags.trim().split("\\s+")) {
             if (!f.isEmpty()) {
                 cmd.add(f);
@@ -70,9 +80,9 @@ public final class SourceCompiler {
         }
         try {
             Path dir = Files.createTempDirectory("hpvm-cc");
-            Path copy = Files.copy(source, dir.resolve(name));
+            Path copy = Files.copy(file, dir.resolve(name));
             Path object = dir.resolve(name.replaceAll("\\.[^.]+$", "") + ".o");
-            Path home = source.toAbsolutePath().getParent();
+            Path home = file.toAbsolutePath().getParent();
             cmd.addAll(List.of("-iquote", home.toString(), "-o", object.toString(), copy.toString()));
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);

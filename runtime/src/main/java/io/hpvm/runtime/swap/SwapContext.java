@@ -7,6 +7,7 @@ import io.hpvm.runtime.session.FunctionRecord;
 import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.SessionInfo;
+import io.hpvm.runtime.session.UnwindRegistrar;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -26,6 +27,7 @@ final class SwapContext {
     final List<String> requested;
     final Path object;
     final boolean registerUnwindInfo;
+    final UnwindRegistrar registrar;
     final long startNanos = System.nanoTime();
     final Timings timings = new Timings();
 
@@ -61,11 +63,13 @@ final class SwapContext {
     /** Per function name: what the user must know although the swap went through. */
     final Map<String, List<String>> warnings = new LinkedHashMap<>();
 
-    SwapContext(SessionDir session, List<String> requested, Path object, boolean registerUnwindInfo) {
+    SwapContext(SessionDir session, List<String> requested, Path object, boolean registerUnwindInfo,
+                UnwindRegistrar registrar) {
         this.session = session;
         this.requested = List.copyOf(requested);
         this.object = object;
         this.registerUnwindInfo = registerUnwindInfo;
+        this.registrar = registrar;
     }
 
     void warn(String function, String warning) {

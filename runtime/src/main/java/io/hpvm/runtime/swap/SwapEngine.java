@@ -15,6 +15,7 @@ import io.hpvm.runtime.session.FunctionRecord;
 import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.SessionInfo;
+import io.hpvm.runtime.session.UnwindRegistrar;
 import io.hpvm.runtime.session.VersionRecord;
 
 import java.nio.file.Path;
@@ -41,6 +42,7 @@ public final class SwapEngine {
 
     private final SessionDir session;
     private boolean registerUnwindInfo = true;
+    private UnwindRegistrar registrar = UnwindRegistrar.OVER_THE_SOCKET;
 
     public SwapEngine(SessionDir session) {
         this.session = session;
@@ -55,6 +57,12 @@ public final class SwapEngine {
         return this;
     }
 
+    /** Who registers unwind information in the worker (the supervisor, over its socket unless this is it). */
+    public SwapEngine unwindRegistrar(UnwindRegistrar r) {
+        this.registrar = r;
+        return this;
+    }
+
     /** Replaces {@code function}'s body with {@code function} from {@code object}. */
     public Result swap(String function, Path object) throws HpvmException {
         return swap(List.of(function), object).get(0);
@@ -66,7 +74,7 @@ public final class SwapEngine {
      * versions recorded as a set, which a rollback of any member undoes whole.
      */
     public List<Result> swap(List<String> functions, Path object) throws HpvmException {
-        SwapContext c = new SwapContext(session, functions, object, registerUnwindInfo);
+        SwapContext c = new SwapContext(session, functions, object, registerUnwindInfo, registrar);
         try {
             c.obj = RelocatableObject.read(object);
         } catch (LoadException e) {

@@ -15,7 +15,6 @@ import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.session.CodeRegion;
-import io.hpvm.runtime.session.ControlClient;
 import io.hpvm.runtime.session.FunctionRecord;
 import io.hpvm.runtime.session.SlotTable;
 import io.hpvm.runtime.session.VersionRecord;
@@ -202,7 +201,7 @@ final class SwapPasses {
         List<Long> tables = new ArrayList<>();
         tables.add(c.image.unwindInfo());
         tables.addAll(c.thunkUnwindTables); // a thunk's frame sits between the new code and its caller
-        c.unwind = "unwind info " + ControlClient.registerUnwind(c.session, fn.address(), tables);
+        c.unwind = "unwind info " + c.registrar.register(c.session, fn.address(), tables);
     }
 
     /** The swap itself: one aligned 8-byte release store per slot; calls that start afterwards run the new code. */
