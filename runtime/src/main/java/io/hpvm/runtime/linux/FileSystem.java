@@ -124,17 +124,44 @@ public final class FileSystem {
 
     /** {@code stat(path)}, following links (a {@code /proc/PID/fd/N} link to a memfd, say). */
     public static Stat stat(Path path) throws SystemException {
-        try (Memory m = new Memory(256)) {
-            Calls.INSTANCE.fstatat(AT_FDCWD, path.toString(), m, 0);
-            return stat(m);
-        } catch (LastErrorException e) {
-            throw SystemException.of("stat " + path, e.getErrorCode());
+        Stat st = attributes(path);
+        if (st == null) {
+            throw new SystemException("stat " + path + ": no such file or directory");
+        }
+        return st;
+    }
+
+    /**
+     * {@code lstat(path)}; null when it does not exist. Through Java's own "unix" attribute view (no native library
+     * to load): the thin client's start-up path uses it.
+     */
+    public static Stat lstat(Path path) throws SystemException {
+        return attributes(path, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+    }
+
+    private static Stat attributes(Path path, java.nio.file.LinkOption... options) throws SystemException {
+        try {
+            java.util.Map<String, Object> a = Files.readAttributes(path, "unix:dev,ino,mode,uid", options);
+            return new Stat((Long) a.get("dev"), (Long) a.get("ino"), (Integer) a.get("mode"), (Integer) a.get("uid"));
+        } catch (java.nio.file.NoSuchFileException e) {
+            return null;
+        } catch (IOException e) {
+            throw SystemException.io("stat " + path, e);
         }
     }
 
-    /** {@code lstat(path)}; null when it does not exist. */
-    public static Stat lstat(Path path) throws SystemException {
-        return lstatAt(AT_FDCWD, path.toString(), path.toString());
+    private static int uid = -1;
+
+    /** This process's user id (the owner of {@code /proc/self}), without loading libc through JNA. */
+    public static synchronized int uid() {
+        if (uid < 0) {
+            try {
+                uid = (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
+            } catch (IOException | RuntimeException e) {
+                uid = LibC.INSTANCE.getuid();
+            }
+        }
+        return uid;
     }
 
     public static Stat fstat(int fd, String what) throws SystemException {

@@ -91,9 +91,10 @@ public final class ControlClient {
         }
         try (SocketChannel c = ch) {
             try {
-                c.connect(UnixDomainSocketAddress.of(session.control()));
+                // By the verified real path: this client needs no descriptor (no native code) to look up and connect.
+                c.connect(UnixDomainSocketAddress.of(session.workerPath("control")));
             } catch (IOException e) {
-                throw new NotAnswering("no supervisor answers on " + SessionRoot.shown(session.control()) + " ("
+                throw new NotAnswering("no supervisor answers on " + session.workerPath("control") + " ("
                     + (e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage()) + ")", e);
             }
             c.write(ByteBuffer.wrap(request.encode()));

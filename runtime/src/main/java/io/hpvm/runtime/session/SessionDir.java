@@ -69,7 +69,7 @@ public final class SessionDir {
     /** Refuses a session entry that is not a directory of the caller's (a link or file cannot get there by hpvm). */
     private void requireOwnDirectory() throws SystemException {
         FileSystem.Stat st = FileSystem.lstatAt(root.fd(), Integer.toString(pid), dir().toString());
-        if (st == null || !st.isDirectory() || st.uid() != LibC.INSTANCE.getuid()) {
+        if (st == null || !st.isDirectory() || st.uid() != FileSystem.uid()) {
             throw new SystemException("session directory " + dir() + " is " + (st == null ? "missing" : st.kind()
                 + " owned by " + FileSystem.userName(st.uid())) + ", not a directory hpvm made; it is left alone");
         }
@@ -99,7 +99,7 @@ public final class SessionDir {
     }
 
     /** A session file for hpvm's own use, through the root's descriptor. */
-    private Path file(String name) {
+    private Path file(String name) throws SystemException {
         return root.file(pid + "/" + name);
     }
 
@@ -108,7 +108,7 @@ public final class SessionDir {
         return dir().resolve(name);
     }
 
-    public Path slots() {
+    public Path slots() throws SystemException {
         return file("slots");
     }
 
@@ -116,12 +116,14 @@ public final class SessionDir {
      * The code region: the {@code code} file, or, where the root is noexec, the memfd the worker holds (at the fd
      * number the file {@code code-fd} records, reached as {@code /proc/PID/fd/N}).
      */
-    public Path code() {
+    public Path code() throws SystemException {
         try {
             String fd = Files.readString(file("code-fd"), StandardCharsets.US_ASCII).trim();
             return Path.of("/proc/" + pid + "/fd/" + Integer.parseInt(fd));
-        } catch (IOException | NumberFormatException e) {
+        } catch (java.nio.file.NoSuchFileException | NumberFormatException e) {
             return file("code");
+        } catch (IOException e) {
+            throw SystemException.io("read " + workerPath("code-fd"), e);
         }
     }
 
@@ -136,16 +138,16 @@ public final class SessionDir {
     }
 
     /** The supervisor's request socket ({@link ControlClient}). */
-    public Path control() {
+    public Path control() throws SystemException {
         return file("control");
     }
 
-    public Path registry() {
+    public Path registry() throws SystemException {
         return file("registry");
     }
 
     /** True when the root is mounted noexec (see {@link #code()}). */
-    public boolean noexecRoot() {
+    public boolean noexecRoot() throws SystemException {
         return root.noexec();
     }
 
@@ -162,9 +164,10 @@ public final class SessionDir {
         return slots != null && maps(pid, slots, null);
     }
 
+    /** What {@code lstat} says of a session file (by its real path: looking needs no descriptor), or null. */
     private FileSystem.Stat stat(String name) {
         try {
-            return FileSystem.lstatAt(root.fd(), pid + "/" + name, workerPath(name).toString());
+            return FileSystem.lstat(workerPath(name));
         } catch (SystemException e) {
             return null;
         }
@@ -216,14 +219,14 @@ public final class SessionDir {
     public static List<SessionDir> list() throws SystemException {
         SessionRoot root = SessionRoot.get();
         List<SessionDir> out = new ArrayList<>();
-        int me = LibC.INSTANCE.getuid();
-        try (Stream<Path> s = Files.list(root.file("."))) {
+        int me = FileSystem.uid();
+        try (Stream<Path> s = Files.list(root.path())) {
             for (Path p : s.toList()) {
                 String name = p.getFileName().toString();
                 if (!name.chars().allMatch(Character::isDigit) || name.isEmpty() || name.length() > 9) {
                     continue;
                 }
-                FileSystem.Stat st = FileSystem.lstatAt(root.fd(), name, name);
+                FileSystem.Stat st = FileSystem.lstat(p);
                 if (st != null && st.isDirectory() && st.uid() == me) {
                     out.add(new SessionDir(root, Integer.parseInt(name)));
                 }
@@ -322,14 +325,14 @@ public final class SessionDir {
     public void delete() {
         try {
             requireOwnDirectory();
+            removeFiles();
+            FileSystem.unlinkAt(root.fd(), Integer.toString(pid), true);
         } catch (SystemException e) {
-            return;
+            // not ours, or the root cannot be opened: leave it ('hpvm ls' reports it as stale)
         }
-        removeFiles();
-        FileSystem.unlinkAt(root.fd(), Integer.toString(pid), true);
     }
 
-    private void removeFiles() {
+    private void removeFiles() throws SystemException {
         for (String f : FILES) {
             FileSystem.unlinkAt(root.fd(), pid + "/" + f, false);
         }

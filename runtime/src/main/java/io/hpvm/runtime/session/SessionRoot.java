@@ -1,7 +1,6 @@
 package io.hpvm.runtime.session;
 
 import io.hpvm.runtime.linux.FileSystem;
-import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.SystemException;
 
 import java.io.IOException;
@@ -26,16 +25,15 @@ public final class SessionRoot {
 
     private final Path configured;
     private final Path path;
-    private final int fd;
     private final FileSystem.Stat stat;
-    private final boolean noexec;
+    /** The root's descriptor, opened on first use (commands that only look need no native code). */
+    private int fd = -1;
+    private Boolean noexec;
 
-    private SessionRoot(Path configured, Path path, int fd, FileSystem.Stat stat, boolean noexec) {
+    private SessionRoot(Path configured, Path path, FileSystem.Stat stat) {
         this.configured = configured;
         this.path = path;
-        this.fd = fd;
         this.stat = stat;
-        this.noexec = noexec;
     }
 
     /**
@@ -45,20 +43,20 @@ public final class SessionRoot {
     public static Path configured() {
         String override = System.getProperty("hpvm.session.root", System.getenv("HPVM_SESSION_ROOT"));
         return isOverride(override) ? Path.of(override).toAbsolutePath().normalize()
-            : Path.of("/dev/shm", "hpvm-" + LibC.INSTANCE.getuid());
+            : Path.of("/dev/shm", "hpvm-" + FileSystem.uid());
     }
 
     private static boolean isOverride(String override) {
         return override != null && !override.isEmpty();
     }
 
-    /** The verified root (made when missing), opened once per process and configured path. */
+    /**
+     * The verified root (made when missing), once per process and configured path. A root given up for another (tests
+     * switch roots) keeps its descriptor open: sessions found through it may still be in use.
+     */
     public static synchronized SessionRoot get() throws SystemException {
         Path want = configured();
         if (current == null || !current.configured.equals(want) || !current.stillThere()) {
-            if (current != null) {
-                FileSystem.close(current.fd);
-            }
             current = open(want, !isOverride(System.getProperty("hpvm.session.root",
                 System.getenv("HPVM_SESSION_ROOT"))));
         }
@@ -81,7 +79,7 @@ public final class SessionRoot {
      */
     public static synchronized String shown(Path p) {
         String s = p.toString();
-        if (current != null) {
+        if (current != null && current.fd >= 0) {
             String via = "/proc/self/fd/" + current.fd + "/";
             if (s.startsWith(via)) {
                 return current.path.resolve(s.substring(via.length())).toString();
@@ -96,22 +94,40 @@ public final class SessionRoot {
     }
 
     /** True when the root's file system is mounted noexec (the code region then comes from memfd_create). */
-    public boolean noexec() {
+    public synchronized boolean noexec() throws SystemException {
+        if (noexec == null) {
+            noexec = FileSystem.isNoexec(fd(), path.toString());
+        }
         return noexec;
     }
 
-    /** The root's descriptor (O_DIRECTORY|O_NOFOLLOW). */
-    int fd() {
+    /**
+     * The root's descriptor ({@code O_DIRECTORY|O_NOFOLLOW}), opened on first use and checked to be the directory
+     * that was verified (same device and inode): every file hpvm makes, opens or removes in the root goes through it.
+     */
+    synchronized int fd() throws SystemException {
+        if (fd < 0) {
+            int opened = FileSystem.openAt(FileSystem.AT_FDCWD, path.toString(), FileSystem.O_RDONLY
+                | FileSystem.O_DIRECTORY, 0, "session root " + path);
+            FileSystem.Stat st = FileSystem.fstat(opened, "session root " + path);
+            if (st.dev() != stat.dev() || st.ino() != stat.ino()) {
+                FileSystem.close(opened);
+                throw new SystemException("session root " + path + " was replaced after hpvm checked it; refusing to "
+                    + "use it (another user may be racing for it)");
+            }
+            checkRoot(configured, path, st, FileSystem.uid());
+            fd = opened;
+        }
         return fd;
     }
 
     /** A path for Java's file APIs to {@code name} inside the root, through the verified descriptor. */
-    Path file(String name) {
-        return FileSystem.viaDescriptor(fd, name);
+    Path file(String name) throws SystemException {
+        return FileSystem.viaDescriptor(fd(), name);
     }
 
     static SessionRoot open(Path configured, boolean isDefault) throws SystemException {
-        int me = LibC.INSTANCE.getuid();
+        int me = FileSystem.uid();
         Path real = walk(configured, isDefault, me);
         FileSystem.Stat st = FileSystem.lstat(real);
         if (st == null) {
@@ -122,16 +138,7 @@ public final class SessionRoot {
             }
         }
         checkRoot(configured, real, st, me);
-        int fd = FileSystem.openAt(FileSystem.AT_FDCWD, real.toString(), FileSystem.O_RDONLY
-            | FileSystem.O_DIRECTORY, 0, "session root " + real);
-        FileSystem.Stat opened = FileSystem.fstat(fd, "session root " + real);
-        if (opened.dev() != st.dev() || opened.ino() != st.ino()) {
-            FileSystem.close(fd);
-            throw new SystemException("session root " + real + " was replaced while hpvm checked it; refusing to "
-                + "use it (another user may be racing for it)");
-        }
-        checkRoot(configured, real, opened, me);
-        return new SessionRoot(configured, real, fd, opened, FileSystem.isNoexec(fd, real.toString()));
+        return new SessionRoot(configured, real, st);
     }
 
     /**

@@ -333,7 +333,7 @@ final class ControlServer implements AutoCloseable {
                 server.close();
             }
             Files.deleteIfExists(session.control());
-        } catch (IOException e) {
+        } catch (IOException | SystemException e) {
             // the session directory goes away anyway
         }
     }
