@@ -392,22 +392,59 @@ public final class BenchMain {
         return String.format("the loop stalled %.1f ms (gdb ran %.0f ms in all).", g, ms);
     }
 
+    /**
+     * Command latency as a user's shell sees it (both cores, unlike the pinned stall figures): {@code hpvm swap},
+     * {@code rollback} and {@code ls}, which the worker's supervisor runs in its warm JVM, and the same swap on the
+     * slow path ({@code HPVM_DIRECT=1}: all of it in the command's own JVM, as when no supervisor answers).
+     */
     private void swapLatencyEndToEnd(int pid) throws Exception {
         int n = quick ? 5 : 20;
+        String p = Integer.toString(pid);
+        String[] objects = {nativeDir.resolve("tick_a.o").toString(), nativeDir.resolve("tick_b.o").toString()};
+        Timed swap = timed(n, i -> List.of("swap", "--pid", p, "tick", objects[i % 2]), Map.of());
+        Timed rollback = timed(n, i -> List.of("rollback", "--pid", p, "tick"), Map.of());
+        Timed ls = timed(n, i -> List.of("ls", "--pid", p), Map.of());
+        Timed slow = timed(quick ? 3 : 10, i -> List.of("swap", "--pid", p, "tick", objects[i % 2]),
+            Map.of("HPVM_DIRECT", "1"));
+        fig.put("swap.e2e", swap.stats.median());
+        fig.put("swap.inside", swap.inside);
+        fig.put("swap.slow", slow.stats.median());
+        swapBreakdown = swap.timings;
+        report.row("3. swap latency", "`hpvm swap` end to end, through the supervisor", swap.stats.format("%.0f")
+            + " ms", "<= 150 ms", swap.stats.median() <= 150, String.format("inside the supervisor %.0f ms (%s); the "
+            + "rest is the client's JVM start and exit", swap.inside, swap.timings));
+        report.row("3. swap latency", "`hpvm rollback` end to end", rollback.stats.format("%.0f") + " ms", "<= 150 ms",
+            rollback.stats.median() <= 150, "through the supervisor");
+        report.row("3. swap latency", "`hpvm ls` end to end", ls.stats.format("%.0f") + " ms", "<= 150 ms",
+            ls.stats.median() <= 150, "through the supervisor");
+        report.row("3. swap latency", "`hpvm swap` on the slow path (no supervisor)", slow.stats.format("%.0f")
+            + " ms", "", null, String.format("HPVM_DIRECT=1: in the command's own JVM (%.0f ms inside: %s)",
+            slow.inside, slow.timings));
+    }
+
+    /** Latencies of one command line, run {@code n} times on both cores (the last run with --timings). */
+    private record Timed(Stats stats, double inside, String timings) {
+    }
+
+    private Timed timed(int n, java.util.function.IntFunction<List<String>> args, Map<String, String> extraEnv)
+        throws Exception {
         List<Double> ms = new ArrayList<>();
         String timings = "";
+        Map<String, String> e = new java.util.HashMap<>(env);
+        e.putAll(extraEnv);
         for (int i = 0; i < n; i++) {
-            List<String> cmd = new ArrayList<>(List.of(hpvm.toString(), "swap", "--pid", Integer.toString(pid)));
-            if (i == n - 1) {
-                cmd.add("--timings");
+            List<String> cmd = new ArrayList<>(List.of("taskset", "-c", "0-1", hpvm.toString()));
+            List<String> a = new ArrayList<>(args.apply(i));
+            if (i == n - 1 && a.get(0).equals("swap")) {
+                a.add(1, "--timings");
             }
-            cmd.addAll(List.of("tick", nativeDir.resolve(i % 2 == 0 ? "tick_a.o" : "tick_b.o").toString()));
+            cmd.addAll(a);
             long t0 = System.nanoTime();
-            try (Child c = new Child(cmd, env, root)) {
+            try (Child c = new Child(cmd, e, root)) {
                 int code = c.waitFor(60_000);
                 ms.add((System.nanoTime() - t0) / 1e6);
-                if (code != 0) {
-                    throw new IllegalStateException("hpvm swap failed: " + c.err.all());
+                if (code != 0 && !(a.get(0).equals("rollback") && code == 2)) {
+                    throw new IllegalStateException("hpvm " + String.join(" ", a) + " failed: " + c.err.all());
                 }
                 for (String l : c.out.all()) {
                     if (l.trim().startsWith("timings:")) {
@@ -416,14 +453,7 @@ public final class BenchMain {
                 }
             }
         }
-        Stats s = Stats.of(ms);
-        double inside = parseTotal(timings);
-        fig.put("swap.e2e", s.median());
-        fig.put("swap.inside", inside);
-        swapBreakdown = timings;
-        report.row("3. swap latency", "`hpvm swap` end to end (JVM start included)", s.format("%.0f") + " ms", "",
-            null, String.format("inside the command %.0f ms (%s); JVM start and exit about %.0f ms", inside,
-                timings, s.median() - inside));
+        return new Timed(Stats.of(ms), timings.isEmpty() ? 0 : parseTotal(timings), timings);
     }
 
     /**
@@ -758,13 +788,15 @@ public final class BenchMain {
                 : inC < 15 ? "Capstone itself is below the goal on this machine: reaching 15 MB/s would need a "
                     + "length-only decoder for the scan, or decoding on both cores." : "Capstone allows the goal: "
                     + "the launch-time gap is JIT warm-up."));
-        b.append(String.format("* **`hpvm swap` end to end: %.0f ms.** Inside the command %.0f ms (%s); the rest "
-                + "is JVM start and exit. Opening the registry dominates in a fresh JVM, although a warm open takes "
-                + "%.0f us (JMH): it is Chronicle Map's initialisation in a cold JVM (bin/hpvm already uses a "
-                + "class-data-sharing archive, which took about a third off). Next step: keep the registry open in "
-                + "a resident process (the supervisor) and let commands talk to it.%n",
+        b.append(String.format("* **`hpvm swap` end to end: %.0f ms.** The worker's supervisor runs it in its warm "
+                + "JVM (%.0f ms: %s); the rest is the client's own JVM start and exit, which only hands over the "
+                + "command line (no picocli, no Chronicle Map, no ELF code loaded; a class-data-sharing archive of "
+                + "just those classes). A JVM that prints hello takes 0.10-0.16 s on this machine, so 150 ms is "
+                + "not reachable with a Java client; a native client (or a shell one over socat) would be the next "
+                + "step. Without a supervisor (the slow path) the same swap takes %.0f ms: Chronicle Map's start-up "
+                + "in a fresh JVM.%n",
             fig.getOrDefault("swap.e2e", Double.NaN), fig.getOrDefault("swap.inside", Double.NaN), swapBreakdown,
-            fig.getOrDefault("registry.warm", Double.NaN)));
+            fig.getOrDefault("swap.slow", Double.NaN)));
         report.detail(b.toString());
     }
 

@@ -159,12 +159,47 @@ public final class Supervisor {
                 setup.bytesScanned, timings.micros().getOrDefault("decode", 0L) / 1000.0,
                 setup.bytesScanned / Math.max(1.0, timings.micros().getOrDefault("decode", 1L)));
         }
+        warmUpCommands(session);
         int status;
         try (ControlServer control = server) {
             status = control.serveUntilExit();
         }
         session.delete();
         return status;
+    }
+
+    /** Classes of the swap path, loaded before the first swap asks for them. */
+    private static final List<String> SWAP_PATH = List.of("io.hpvm.runtime.swap.SwapEngine",
+        "io.hpvm.runtime.swap.SwapPasses", "io.hpvm.runtime.swap.WorkerSymbols", "io.hpvm.loader.Linker",
+        "io.hpvm.loader.LinkChecks", "io.hpvm.loader.RelocatableObject", "io.hpvm.loader.ImageDiff",
+        "io.hpvm.loader.DwarfInlines", "io.hpvm.loader.UnwindInfo", "io.hpvm.asm.ClobberAnalysis");
+
+    /**
+     * Runs {@code hpvm ls} once on a background thread and loads the swap path's classes, so that the first command
+     * a user sends finds them loaded and compiled (it would otherwise pay half a second for it), and so that they
+     * are read from the jar now rather than whenever the first swap comes.
+     */
+    private void warmUpCommands(SessionDir session) {
+        CommandRunner commands = options.commands();
+        if (commands == null) {
+            return;
+        }
+        Thread t = new Thread(() -> {
+            try {
+                commands.run(new io.hpvm.runtime.session.CommandRequest(Path.of("/"), Map.of(), List.of("ls")),
+                    session, (s, fn, tables) -> {
+                        throw new SystemException("not during the warm-up");
+                    });
+                for (String c : SWAP_PATH) {
+                    Class.forName(c, false, Supervisor.class.getClassLoader());
+                }
+            } catch (ClassNotFoundException | RuntimeException ignored) {
+                // only a warm-up
+            }
+        }, "hpvm-warm-up");
+        t.setDaemon(true);
+        t.setPriority(Thread.MIN_PRIORITY);
+        t.start();
     }
 
     /** What {@link #prepare} did, for the registry. */
