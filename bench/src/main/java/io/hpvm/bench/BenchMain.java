@@ -110,6 +110,7 @@ public final class BenchMain {
         }
         dispatch();
         stallsAndSwaps();
+        commandLatency();
         unwindRegistration();
         launch();
         jmh();
@@ -338,7 +339,6 @@ public final class BenchMain {
             Stats inProcess = Stats.of(swapMs);
             report.row("3. swap latency", "in-process swap (warm JVM)", inProcess.format("%.2f") + " ms", "", null,
                 "swap engine only: parse, lock, open registry, link, analyse, write, store, record");
-            swapLatencyEndToEnd(pid);
             bigSwap(pid);
             memory(c, pid, "stall worker (" + registryFunctions(pid) + " functions)");
             c.send("quit");
@@ -393,18 +393,26 @@ public final class BenchMain {
     }
 
     /**
-     * Command latency as a user's shell sees it (both cores, unlike the pinned stall figures): {@code hpvm swap},
-     * {@code rollback} and {@code ls}, which the worker's supervisor runs in its warm JVM, and the same swap on the
-     * slow path ({@code HPVM_DIRECT=1}: all of it in the command's own JVM, as when no supervisor answers).
+     * Command latency as a user's shell sees it, against an idle worker (examples/counter.c) on an otherwise quiet
+     * machine, both cores: {@code hpvm swap}, {@code rollback} and {@code ls}, which the worker's supervisor runs in
+     * its warm JVM, and the same swap on the slow path ({@code HPVM_DIRECT=1}: all of it in the command's own JVM, as
+     * when no supervisor answers).
      */
-    private void swapLatencyEndToEnd(int pid) throws Exception {
+    private void commandLatency() throws Exception {
+        try (Child c = new Child(List.of(hpvm.toString(), "run", nativeDir.resolve("counter").toString()), env,
+            root)) {
+            commandLatency(waitReady(c));
+        }
+    }
+
+    private void commandLatency(int pid) throws Exception {
         int n = quick ? 5 : 20;
         String p = Integer.toString(pid);
-        String[] objects = {nativeDir.resolve("tick_a.o").toString(), nativeDir.resolve("tick_b.o").toString()};
-        Timed swap = timed(n, i -> List.of("swap", "--pid", p, "tick", objects[i % 2]), Map.of());
-        Timed rollback = timed(n, i -> List.of("rollback", "--pid", p, "tick"), Map.of());
+        String fix = nativeDir.resolve("price_fix.o").toString();
+        Timed swap = timed(n, i -> List.of("swap", "--pid", p, "price", fix), Map.of());
+        Timed rollback = timed(n, i -> List.of("rollback", "--pid", p, "price"), Map.of());
         Timed ls = timed(n, i -> List.of("ls", "--pid", p), Map.of());
-        Timed slow = timed(quick ? 3 : 10, i -> List.of("swap", "--pid", p, "tick", objects[i % 2]),
+        Timed slow = timed(quick ? 3 : 10, i -> List.of("swap", "--pid", p, "price", fix),
             Map.of("HPVM_DIRECT", "1"));
         fig.put("swap.e2e", swap.stats.median());
         fig.put("swap.inside", swap.inside);
