@@ -11,10 +11,17 @@ build=examples/build
 mkdir -p "$build"
 gcc -O2 -o "$build/counter" examples/counter.c
 gcc -O2 -c -o "$build/price_fix.o" examples/price_fix.c
+bin/hpvm ls >/dev/null 2>&1 || true   # makes bin/hpvm's class-data-sharing archives once, before the show
 echo "== starting the worker: bin/hpvm run $build/counter" >&2
 bin/hpvm run "$build/counter" &
 run=$!
-sleep 2
+# Ready when its session answers (hpvm run's child is the worker).
+for _ in $(seq 100); do
+  worker=$(pgrep -P "$run" || true)
+  [ -n "$worker" ] && bin/hpvm ls --pid "$worker" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+sleep 1
 echo "== swapping price() live: bin/hpvm swap price $build/price_fix.o" >&2
 bin/hpvm swap price "$build/price_fix.o"
 sleep 2.5
