@@ -43,26 +43,11 @@ public final class ControlClient {
     /**
      * Reads from {@code ch} until a newline, the end of the stream, {@code capacity} bytes or {@code deadline}
      * ({@code System.nanoTime()}), whichever comes first, and returns what arrived (a complete line ends with
-     * {@code \n}). Both ends of the control socket read this way, so that neither waits forever on the other.
+     * {@code \n}).
      */
     public static String readLine(SocketChannel ch, int capacity, long deadline) throws IOException {
-        ch.configureBlocking(false);
-        ByteBuffer in = ByteBuffer.allocate(capacity);
-        try (Selector s = Selector.open()) {
-            ch.register(s, SelectionKey.OP_READ);
-            while (in.hasRemaining() && (in.position() == 0 || in.get(in.position() - 1) != '\n')) {
-                long left = (deadline - System.nanoTime()) / 1_000_000;
-                if (left <= 0) {
-                    break;
-                }
-                s.select(left);
-                s.selectedKeys().clear();
-                if (ch.read(in) < 0) {
-                    break;
-                }
-            }
-        }
-        return new String(in.array(), 0, in.position(), StandardCharsets.UTF_8);
+        byte[] got = read(ch, capacity, deadline, b -> b.length > 0 && b[b.length - 1] == '\n');
+        return new String(got, StandardCharsets.UTF_8);
     }
 
     /** No supervisor takes requests for the session (none listens on its socket): do the work here instead. */
@@ -117,12 +102,22 @@ public final class ControlClient {
 
     /** Reads until the end of the stream, {@code capacity} bytes or the deadline. */
     public static byte[] readAll(SocketChannel ch, int capacity, long deadline) throws IOException {
+        return read(ch, capacity, deadline, got -> false);
+    }
+
+    /**
+     * Reads until the end of the stream, {@code capacity} bytes, the deadline ({@code System.nanoTime()}), or until
+     * {@code enough} says what arrived is complete, whichever comes first. Both ends of the control socket read this
+     * way, so that neither waits forever on the other.
+     */
+    public static byte[] read(SocketChannel ch, int capacity, long deadline,
+                              java.util.function.Predicate<byte[]> enough) throws IOException {
         ch.configureBlocking(false);
         java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
         ByteBuffer in = ByteBuffer.allocate(65536);
         try (Selector s = Selector.open()) {
             ch.register(s, SelectionKey.OP_READ);
-            while (out.size() < capacity) {
+            while (out.size() < capacity && !enough.test(out.toByteArray())) {
                 long left = (deadline - System.nanoTime()) / 1_000_000;
                 if (left <= 0) {
                     break;
@@ -130,6 +125,7 @@ public final class ControlClient {
                 s.select(left);
                 s.selectedKeys().clear();
                 in.clear();
+                in.limit(Math.min(in.capacity(), capacity - out.size()));
                 int n = ch.read(in);
                 if (n < 0) {
                     break;

@@ -211,32 +211,8 @@ final class ControlServer implements AutoCloseable {
      * half-closing its side. Read until either is complete, 1 MiB, or the deadline.
      */
     private static byte[] readRequest(SocketChannel ch, long deadline) throws IOException {
-        ch.configureBlocking(false);
-        java.io.ByteArrayOutputStream got = new java.io.ByteArrayOutputStream();
-        ByteBuffer in = ByteBuffer.allocate(16384);
-        try (Selector s = Selector.open()) {
-            ch.register(s, SelectionKey.OP_READ);
-            while (got.size() < CommandRequest.MAX_BYTES) {
-                byte[] sofar = got.toByteArray();
-                boolean command = startsWith(sofar, CommandRequest.VERB + "\n");
-                if (!command && indexOf(sofar, (byte) '\n') >= 0) {
-                    break; // a one-line request
-                }
-                long left = (deadline - System.nanoTime()) / 1_000_000;
-                if (left <= 0) {
-                    break;
-                }
-                s.select(left);
-                s.selectedKeys().clear();
-                in.clear();
-                int n = ch.read(in);
-                if (n < 0) {
-                    break;
-                }
-                got.write(in.array(), 0, n);
-            }
-        }
-        return got.toByteArray();
+        return ControlClient.read(ch, CommandRequest.MAX_BYTES, deadline,
+            got -> !startsWith(got, CommandRequest.VERB + "\n") && indexOf(got, (byte) '\n') >= 0);
     }
 
     private static boolean startsWith(byte[] b, String prefix) {
