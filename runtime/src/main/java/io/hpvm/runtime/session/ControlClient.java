@@ -46,7 +46,7 @@ public final class ControlClient {
      * {@code \n}).
      */
     public static String readLine(SocketChannel ch, int capacity, long deadline) throws IOException {
-        byte[] got = read(ch, capacity, deadline, b -> b.length > 0 && b[b.length - 1] == '\n');
+        byte[] got = read(ch, capacity, deadline, (b, n) -> n > 0 && b[n - 1] == '\n');
         return new String(got, StandardCharsets.UTF_8);
     }
 
@@ -102,7 +102,13 @@ public final class ControlClient {
 
     /** Reads until the end of the stream, {@code capacity} bytes or the deadline. */
     public static byte[] readAll(SocketChannel ch, int capacity, long deadline) throws IOException {
-        return read(ch, capacity, deadline, got -> false);
+        return read(ch, capacity, deadline, (b, n) -> false);
+    }
+
+    /** Whether the first {@code length} bytes of {@code buffer} are a complete message. */
+    @FunctionalInterface
+    public interface Complete {
+        boolean test(byte[] buffer, int length);
     }
 
     /**
@@ -110,30 +116,30 @@ public final class ControlClient {
      * {@code enough} says what arrived is complete, whichever comes first. Both ends of the control socket read this
      * way, so that neither waits forever on the other.
      */
-    public static byte[] read(SocketChannel ch, int capacity, long deadline,
-                              java.util.function.Predicate<byte[]> enough) throws IOException {
+    public static byte[] read(SocketChannel ch, int capacity, long deadline, Complete enough) throws IOException {
         ch.configureBlocking(false);
-        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
-        ByteBuffer in = ByteBuffer.allocate(65536);
+        byte[] buf = new byte[Math.min(capacity, 65536)];
+        int length = 0;
         try (Selector s = Selector.open()) {
             ch.register(s, SelectionKey.OP_READ);
-            while (out.size() < capacity && !enough.test(out.toByteArray())) {
+            while (length < capacity && !enough.test(buf, length)) {
                 long left = (deadline - System.nanoTime()) / 1_000_000;
                 if (left <= 0) {
                     break;
                 }
+                if (length == buf.length) {
+                    buf = java.util.Arrays.copyOf(buf, (int) Math.min(capacity, 2L * buf.length));
+                }
                 s.select(left);
                 s.selectedKeys().clear();
-                in.clear();
-                in.limit(Math.min(in.capacity(), capacity - out.size()));
-                int n = ch.read(in);
+                int n = ch.read(ByteBuffer.wrap(buf, length, buf.length - length));
                 if (n < 0) {
                     break;
                 }
-                out.write(in.array(), 0, n);
+                length += n;
             }
         }
-        return out.toByteArray();
+        return java.util.Arrays.copyOf(buf, length);
     }
 
     static String request(SessionDir session, String line) throws SystemException {

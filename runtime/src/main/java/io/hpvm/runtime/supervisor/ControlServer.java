@@ -178,7 +178,7 @@ final class ControlServer implements AutoCloseable {
     private void answer(SocketChannel ch) throws IOException {
         // At most a few seconds for the request: a client that sends nothing must not stall the supervisor.
         byte[] raw = readRequest(ch, System.nanoTime() + 5_000_000_000L);
-        if (startsWith(raw, CommandRequest.VERB + "\n")) {
+        if (startsWith(raw, raw.length, COMMAND)) {
             byte[] answer;
             try {
                 CommandRequest request = CommandRequest.decode(raw);
@@ -212,16 +212,17 @@ final class ControlServer implements AutoCloseable {
      */
     private static byte[] readRequest(SocketChannel ch, long deadline) throws IOException {
         return ControlClient.read(ch, CommandRequest.MAX_BYTES, deadline,
-            got -> !startsWith(got, CommandRequest.VERB + "\n") && indexOf(got, (byte) '\n') >= 0);
+            (got, n) -> !startsWith(got, n, COMMAND) && indexOf(got, n, (byte) '\n') >= 0);
     }
 
-    private static boolean startsWith(byte[] b, String prefix) {
-        byte[] p = prefix.getBytes(StandardCharsets.UTF_8);
-        return b.length >= p.length && java.util.Arrays.equals(b, 0, p.length, p, 0, p.length);
+    private static final byte[] COMMAND = (CommandRequest.VERB + "\n").getBytes(StandardCharsets.UTF_8);
+
+    private static boolean startsWith(byte[] b, int length, byte[] prefix) {
+        return length >= prefix.length && java.util.Arrays.equals(b, 0, prefix.length, prefix, 0, prefix.length);
     }
 
-    private static int indexOf(byte[] b, byte x) {
-        for (int i = 0; i < b.length; i++) {
+    private static int indexOf(byte[] b, int length, byte x) {
+        for (int i = 0; i < length; i++) {
             if (b[i] == x) {
                 return i;
             }
