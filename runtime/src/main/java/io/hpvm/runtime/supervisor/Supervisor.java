@@ -12,7 +12,6 @@ import io.hpvm.loader.Segment;
 import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.Timings;
-import io.hpvm.runtime.linux.Injector;
 import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.runtime.linux.ProcessMemory;
@@ -50,10 +49,6 @@ import java.util.concurrent.CompletionException;
  */
 public final class Supervisor {
 
-    private static final int PROT_READ = 1;
-    private static final int PROT_EXEC = 4;
-    private static final int MAP_SHARED = 1;
-    private static final int MAP_FIXED_NOREPLACE = 0x100000;
 
     /** Options of {@code hpvm run}. */
     /**
@@ -257,7 +252,8 @@ public final class Supervisor {
         long entryPoint = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
         try (SlotTable slots = SlotTable.create(session.slots(), n);
              ProcessMemory mem = new ProcessMemory(pid, true);
-             CodeRegion code = mapRegions(tracee, mem, entryPoint, session, s, slotsSize)) {
+             CodeRegion code = SharedRegions.map(tracee, mem, entryPoint, session, s.slotsAddress, slotsSize,
+                 s.codeAddress, s.codeSize, fd -> s.codeFd = fd)) {
             timings.mark("inject");
             Map<Long, Integer> slotOfEntry = new HashMap<>();
             for (int i = 0; i < n; i++) {
@@ -397,106 +393,6 @@ public final class Supervisor {
             }
         }
         return null;
-    }
-
-    /**
-     * Maps the slot table (read-only) and the code region (read+exec) into the stopped worker, and returns hpvm's
-     * read-write view of the code region. Where the session root is mounted noexec, the kernel refuses an executable
-     * mapping of a file there, so the code region is a memfd the worker creates (injected {@code memfd_create}) and
-     * keeps open at a high descriptor (close-on-exec), where hpvm's commands reach it as {@code /proc/PID/fd/N}.
-     */
-    private CodeRegion mapRegions(Tracee tracee, ProcessMemory mem, long scratch, SessionDir session, Setup s,
-                                  long slotsSize) throws HpvmException {
-        try (Injector inj = new Injector(tracee, mem, scratch)) {
-            mapInto(inj, session.workerPath("slots"), s.slotsAddress, slotsSize, PROT_READ, 0);
-            if (!session.noexecRoot()) {
-                CodeRegion code = CodeRegion.create(session.code(), s.codeSize, s.codeAddress);
-                try {
-                    mapInto(inj, session.workerPath("code"), s.codeAddress, s.codeSize, PROT_READ | PROT_EXEC, 1);
-                } catch (HpvmException | RuntimeException e) {
-                    closeQuietly(code);
-                    throw e;
-                }
-                return code;
-            }
-            int fd = memfdInto(inj, tracee.pid(), s.codeAddress, s.codeSize);
-            session.recordCodeFd(fd);
-            s.codeFd = fd;
-            return CodeRegion.open(session.code(), s.codeAddress);
-        }
-    }
-
-    private static void closeQuietly(CodeRegion code) {
-        try {
-            code.close();
-        } catch (IOException ignored) {
-            // failing anyway
-        }
-    }
-
-    /** The code region as a memfd of the worker's, mapped at {@code address}; returns the worker's descriptor. */
-    private static int memfdInto(Injector inj, int pid, long address, long size) throws SystemException {
-        long name = inj.pushString("hpvm-code", 1);
-        long fd = inj.syscall(Injector.SYS_MEMFD_CREATE, name, Injector.MFD_CLOEXEC);
-        if (fd < 0) {
-            throw SystemException.of("memfd_create in the worker (the session root is mounted noexec, so the code "
-                + "region is made in memory instead)", (int) -fd);
-        }
-        long r = inj.syscall(Injector.SYS_FTRUNCATE, fd, size);
-        long got = r < 0 ? r : inj.syscall(Injector.SYS_MMAP, address, size, PROT_READ | PROT_EXEC,
-            MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
-        if (got != address) {
-            inj.syscall(Injector.SYS_CLOSE, fd);
-            if (got > 0) {
-                inj.syscall(Injector.SYS_MUNMAP, got, size);
-            }
-            throw got < 0 && got > -4096 ? SystemException.of((r < 0 ? "ftruncate" : "mmap(0x"
-                + Long.toHexString(address) + ", " + size + ")") + " of the code memfd in the worker", (int) -got)
-                : new SystemException("mmap of the code memfd in the worker landed at 0x" + Long.toHexString(got));
-        }
-        // Out of the way of the program's own descriptors (a program may expect the lowest free number).
-        long high = inj.syscall(Injector.SYS_FCNTL, fd, Injector.F_DUPFD_CLOEXEC, highDescriptor(pid));
-        if (high < 0) {
-            return (int) fd;
-        }
-        inj.syscall(Injector.SYS_CLOSE, fd);
-        return (int) high;
-    }
-
-    /** A descriptor number well above what programs usually use, below the soft RLIMIT_NOFILE. */
-    private static long highDescriptor(int pid) {
-        long soft = 1024;
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/limits"))) {
-                if (line.startsWith("Max open files")) {
-                    soft = Long.parseLong(line.substring("Max open files".length()).trim().split("\\s+")[0]);
-                }
-            }
-        } catch (IOException | RuntimeException ignored) {
-            // assume the usual 1024
-        }
-        return Math.max(3, Math.min(soft, 4096) - 32);
-    }
-
-    private static void mapInto(Injector inj, Path file, long address, long size, int prot, int stringSlot)
-        throws SystemException {
-        long path = inj.pushString(file.toString(), stringSlot);
-        long fd = inj.syscall(Injector.SYS_OPENAT, Injector.AT_FDCWD, path, LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
-        if (fd < 0) {
-            throw SystemException.of("openat(" + file + ") in the worker", (int) -fd);
-        }
-        long got = inj.syscall(Injector.SYS_MMAP, address, size, prot, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
-        inj.syscall(Injector.SYS_CLOSE, fd);
-        if (got != address) {
-            if (got < 0 && got > -4096) {
-                throw SystemException.of("mmap(0x" + Long.toHexString(address) + ", " + size + ", " + file
-                    + ") in the worker" + (prot != PROT_READ && got == -1 ? " (is " + file.getParent()
-                    + " mounted noexec? set HPVM_SESSION_ROOT to an exec-capable tmpfs)" : ""), (int) -got);
-            }
-            inj.syscall(Injector.SYS_MUNMAP, got, size);
-            throw new SystemException("mmap of " + file + " in the worker landed at 0x" + Long.toHexString(got)
-                + " instead of 0x" + Long.toHexString(address) + " (kernel without MAP_FIXED_NOREPLACE?)");
-        }
     }
 
     private static long loadBias(int pid, ElfImage image) throws SystemException {
