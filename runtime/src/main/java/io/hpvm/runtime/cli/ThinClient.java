@@ -58,15 +58,14 @@ final class ThinClient {
                 return -1; // the command line parser says what is wrong
             }
         }
+        if (args[0].equals("ls") && pid == null && sessions) {
+            return -1; // a list of sessions: not one supervisor's business
+        }
         SessionDir session;
         try {
-            if (args[0].equals("ls") && pid == null && (sessions || SessionDir.list().stream()
-                .filter(SessionDir::isLive).count() != 1)) {
-                return -1; // a list of sessions: not one supervisor's business
-            }
             session = SessionDir.find(pid);
         } catch (HpvmException | RuntimeException e) {
-            return -1; // no such session, or several: the usual message comes from the usual path
+            return -1; // no such session, or several ('ls' then lists them): the usual path says so as usual
         }
         CommandRequest.Answer answer;
         try {
