@@ -41,13 +41,15 @@ public final class SessionRoot {
      * {@code /dev/shm/hpvm-UID}.
      */
     public static Path configured() {
-        String override = System.getProperty("hpvm.session.root", System.getenv("HPVM_SESSION_ROOT"));
-        return isOverride(override) ? Path.of(override).toAbsolutePath().normalize()
+        String override = override();
+        return override != null ? Path.of(override).toAbsolutePath().normalize()
             : Path.of("/dev/shm", "hpvm-" + FileSystem.uid());
     }
 
-    private static boolean isOverride(String override) {
-        return override != null && !override.isEmpty();
+    /** {@code $HPVM_SESSION_ROOT} (or the system property {@code hpvm.session.root}), or null when not set. */
+    private static String override() {
+        String override = System.getProperty("hpvm.session.root", System.getenv("HPVM_SESSION_ROOT"));
+        return override == null || override.isEmpty() ? null : override;
     }
 
     /**
@@ -57,8 +59,7 @@ public final class SessionRoot {
     public static synchronized SessionRoot get() throws SystemException {
         Path want = configured();
         if (current == null || !current.configured.equals(want) || !current.stillThere()) {
-            current = open(want, !isOverride(System.getProperty("hpvm.session.root",
-                System.getenv("HPVM_SESSION_ROOT"))));
+            current = open(want, override() == null);
         }
         return current;
     }
@@ -229,7 +230,7 @@ public final class SessionRoot {
     }
 
     private static SystemException refuse(Path configured, Path at, String what) {
-        boolean isDefault = !isOverride(System.getProperty("hpvm.session.root", System.getenv("HPVM_SESSION_ROOT")));
+        boolean isDefault = override() == null;
         return new SystemException("session root " + configured + " is not safe to use: " + at + " " + what
             + ". hpvm needs a directory owned by you with mode 0700. Remove it (its owner or root can), or "
             + (isDefault ? "set HPVM_SESSION_ROOT to a directory of yours with mode 0700"
