@@ -73,8 +73,8 @@ final class Rollback {
                     + (fn.versions() - 1) + ")");
             }
             if (target == fn.current()) {
-                return result(fn, target, t0, "already running v" + target + ", " + label(fn, target)
-                    + "; nothing changed");
+                return result(fn, target, SwapEngine.addressOf(reg, fn, target), t0, "already running v" + target
+                    + ", " + label(fn, target) + "; nothing changed");
             }
             next = fn.withInstalled(target, fn.versions());
             note = "--to " + target + ": " + label(fn, target) + "; a plain 'hpvm rollback " + fn.name()
@@ -87,12 +87,12 @@ final class Rollback {
             throw SystemException.io("session files in " + session.dir(), e);
         }
         reg.putFunction(next);
-        return result(fn, target, t0, note);
+        return result(fn, target, address, t0, note);
     }
 
-    private SwapEngine.Result result(FunctionRecord fn, int target, long t0, String note) throws SystemException {
-        return new SwapEngine.Result(fn.name(), fn.current(), target, SwapEngine.addressOf(reg, fn, target), 0,
-            (System.nanoTime() - t0) / 1000, fn.entryRedirected(), 0, null, null, "", List.of(), note);
+    private static SwapEngine.Result result(FunctionRecord fn, int target, long address, long t0, String note) {
+        return new SwapEngine.Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000,
+            fn.entryRedirected(), 0, null, null, "", List.of(), note);
     }
 
     /** "the original code", or where a version came from. */
