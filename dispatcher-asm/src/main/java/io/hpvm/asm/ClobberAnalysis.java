@@ -57,11 +57,6 @@ public final class ClobberAnalysis {
         return overBudget ? whenOverBudget : mask;
     }
 
-    /** True when some answer was cut short by the byte budget (and was then {@code whenOverBudget}). */
-    public boolean overBudget() {
-        return overBudget;
-    }
-
     private long clobbers(long entry, Set<Long> active) {
         Long known = memo.get(entry);
         if (known != null) {

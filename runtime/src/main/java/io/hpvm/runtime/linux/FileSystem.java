@@ -52,7 +52,6 @@ public final class FileSystem {
     public static final int S_IFREG = 0100000;
     public static final int ENOENT = 2;
     public static final int EEXIST = 17;
-    public static final int ENOTEMPTY = 39;
     public static final int ELOOP = 40;
     /** {@code ST_NOEXEC} in {@code struct statvfs.f_flag}. */
     public static final long ST_NOEXEC = 8;
@@ -72,10 +71,6 @@ public final class FileSystem {
 
         public boolean isSymlink() {
             return (mode & S_IFMT) == S_IFLNK;
-        }
-
-        public boolean isRegularFile() {
-            return (mode & S_IFMT) == S_IFREG;
         }
 
         /** The permission bits, with setuid, setgid and sticky. */
