@@ -118,24 +118,37 @@ public final class Relocator {
             }
         }
         ByteArrayOutputStream out = new ByteArrayOutputStream();
-        List<String> expected = new ArrayList<>();
+        List<Expect> expected = new ArrayList<>();
+        Insn call = null;
         for (Insn i : insns) {
+            if (call != null) {
+                return refuse(patchAt, "the call at 0x" + Long.toHexString(call.address) + " is not the last of the "
+                    + "displaced instructions");
+            }
             long at = trampolineAt + out.size();
             String why = relocateOne(i, at, patchAt, displaced, out);
             if (why != null) {
                 return refuse(patchAt, why);
             }
-            expected.add(i.mnemonic);
+            if (i.mnemonic.equals("call")) {
+                call = i; // moveCall: the original return address pushed, then a jump to the callee
+                expected.addAll(List.of(new Expect("lea", null), new Expect("mov", null), new Expect("mov", null),
+                    new Expect("jmp", absoluteTarget(i.end(), i.operands))));
+            } else {
+                expected.add(new Expect(i.mnemonic, absoluteTarget(i.end(), i.operands)));
+            }
         }
-        long back = trampolineAt + out.size();
-        // After a whole short function this jump is only reached if it fell through into its padding: harmless.
-        writeBranch(out, 0xe9, -1, back, patchAt + covered[0]);
-        expected.add("jmp");
+        if (call == null) { // the callee of a moved call returns to the same place
+            long back = trampolineAt + out.size();
+            // After a whole short function this jump is only reached if it fell through into its padding: harmless.
+            writeBranch(out, 0xe9, -1, back, patchAt + covered[0]);
+            expected.add(new Expect("jmp", patchAt + covered[0]));
+        }
         byte[] trampoline = out.toByteArray();
         if (trampoline.length > MAX_TRAMPOLINE) {
             return refuse(patchAt, "trampoline would be " + trampoline.length + " bytes");
         }
-        String mismatch = verify(decoder, trampoline, trampolineAt, insns, expected, patchAt + covered[0]);
+        String mismatch = verify(decoder, trampoline, trampolineAt, expected);
         if (mismatch != null) {
             return refuse(patchAt, "relocated code does not decode as intended: " + mismatch);
         }
@@ -171,6 +184,11 @@ public final class Relocator {
         if (op == 0xe0 || op == 0xe1 || op == 0xe2 || op == 0xe3) {
             return "'" + i.mnemonic + "' at 0x" + Long.toHexString(i.address) + " has only a rel8 form";
         }
+        boolean indirectCall = op == 0xff && p + 1 < b.length && ((b[p + 1] >> 3) & 7) == 2
+            || (op & 0xf0) == 0x40 && p + 2 < b.length && (b[p + 1] & 0xff) == 0xff && ((b[p + 2] >> 3) & 7) == 2;
+        if (op == 0xe8 && b.length == p + 5 || indirectCall) {
+            return moveCall(i, b, p, op == 0xe8, at, out);
+        }
         if (rel8Jcc || rel8Jmp || rel32) {
             long target = i.end() + (rel8Jcc || rel8Jmp ? b[b.length - 1]
                 : ByteBuffer.wrap(b, b.length - 4, 4).order(ByteOrder.LITTLE_ENDIAN).getInt());
@@ -180,48 +198,81 @@ public final class Relocator {
             if (target == patchAt) {
                 return "branch at 0x" + Long.toHexString(i.address) + " loops back to the entry";
             }
-            if (op == 0xe8) {
-                return writeBranch(out, 0xe8, -1, at, target);
-            }
             if (op == 0xe9 || rel8Jmp) {
                 return writeBranch(out, 0xe9, -1, at, target);
             }
             int cc = rel8Jcc ? op & 0x0f : b[p + 1] & 0x0f;
             return writeBranch(out, 0x0f, 0x80 | cc, at, target);
         }
-        if (i.mnemonic.startsWith("xbegin") || i.mnemonic.startsWith("j") || i.mnemonic.startsWith("call")
-            && !i.operands.contains("[") && !i.operands.matches("r[a-z0-9]+")) {
+        if (i.mnemonic.startsWith("xbegin") || i.mnemonic.startsWith("j") || i.mnemonic.contains("call")) {
             return "'" + i.mnemonic + " " + i.operands + "' at 0x" + Long.toHexString(i.address)
                 + " is a relative branch hpvm cannot move";
         }
+        return copyAt(i, b, at, out);
+    }
+
+    /** Copies {@code bytes} (the instruction {@code i}, or a variant of the same length) to {@code at}. */
+    private static String copyAt(Insn i, byte[] bytes, long at, ByteArrayOutputStream out) {
         Matcher m = RIP.matcher(i.operands);
-        if (m.find()) {
-            long disp = Long.decode(m.group(2)) * (m.group(1).equals("-") ? -1 : 1);
-            long target = i.end() + disp;
-            long newDisp = target - (at + b.length);
-            if (newDisp < Integer.MIN_VALUE || newDisp > Integer.MAX_VALUE) {
-                return "RIP-relative operand at 0x" + Long.toHexString(i.address) + " cannot reach 0x"
-                    + Long.toHexString(target) + " from the trampoline";
-            }
-            int field = -1;
-            for (int k = b.length - 4; k >= 1; k--) {
-                if (ByteBuffer.wrap(b, k, 4).order(ByteOrder.LITTLE_ENDIAN).getInt() == (int) disp) {
-                    if (field >= 0) {
-                        return "RIP-relative displacement at 0x" + Long.toHexString(i.address) + " is ambiguous";
-                    }
-                    field = k;
-                }
-            }
-            if (field < 0) {
-                return "RIP-relative displacement at 0x" + Long.toHexString(i.address) + " not found in its bytes";
-            }
-            byte[] moved = b.clone();
-            ByteBuffer.wrap(moved).order(ByteOrder.LITTLE_ENDIAN).putInt(field, (int) newDisp);
-            out.write(moved, 0, moved.length);
+        if (!m.find()) {
+            out.write(bytes, 0, bytes.length);
             return null;
         }
-        out.write(b, 0, b.length);
+        long disp = Long.decode(m.group(2)) * (m.group(1).equals("-") ? -1 : 1);
+        long target = i.end() + disp;
+        long newDisp = target - (at + bytes.length);
+        if (newDisp < Integer.MIN_VALUE || newDisp > Integer.MAX_VALUE) {
+            return "RIP-relative operand at 0x" + Long.toHexString(i.address) + " cannot reach 0x"
+                + Long.toHexString(target) + " from the trampoline";
+        }
+        int field = -1;
+        for (int k = bytes.length - 4; k >= 1; k--) {
+            if (ByteBuffer.wrap(bytes, k, 4).order(ByteOrder.LITTLE_ENDIAN).getInt() == (int) disp) {
+                if (field >= 0) {
+                    return "RIP-relative displacement at 0x" + Long.toHexString(i.address) + " is ambiguous";
+                }
+                field = k;
+            }
+        }
+        if (field < 0) {
+            return "RIP-relative displacement at 0x" + Long.toHexString(i.address) + " not found in its bytes";
+        }
+        byte[] moved = bytes.clone();
+        ByteBuffer.wrap(moved).order(ByteOrder.LITTLE_ENDIAN).putInt(field, (int) newDisp);
+        out.write(moved, 0, moved.length);
         return null;
+    }
+
+    /** Bytes of {@link #moveCall}'s {@code lea rsp, [rsp-8]; mov dword [rsp], lo; mov dword [rsp+4], hi}. */
+    static final int PUSH_RETURN_SIZE = 5 + 7 + 8;
+
+    /**
+     * A call among the displaced instructions (always the last: see {@link #plan}) must not return into the
+     * trampoline: the unwinder (C++ exceptions, backtrace(), gdb, perf) knows nothing of trampoline addresses and
+     * would stop there. So the trampoline pushes the call's original return address, which is where the jump back
+     * would go anyway, and jumps to the target: {@code lea rsp, [rsp-8]} (flags untouched, as a call leaves them),
+     * two 4-byte stores, then {@code jmp rel32} or the indirect call's own operand as a {@code jmp}. An indirect
+     * call whose operand uses rsp is refused: rsp has moved by then.
+     */
+    private static String moveCall(Insn i, byte[] b, int p, boolean direct, long at, ByteArrayOutputStream out) {
+        if (!direct && i.operands.contains("sp")) {
+            return "'call " + i.operands + "' at 0x" + Long.toHexString(i.address) + " uses the stack pointer";
+        }
+        long ret = i.end();
+        out.write(new byte[] {0x48, (byte) 0x8d, 0x64, 0x24, (byte) 0xf8}, 0, 5);
+        ByteBuffer st = ByteBuffer.allocate(15).order(ByteOrder.LITTLE_ENDIAN);
+        st.put((byte) 0xc7).put((byte) 0x04).put((byte) 0x24).putInt((int) ret);
+        st.put((byte) 0xc7).put((byte) 0x44).put((byte) 0x24).put((byte) 0x04).putInt((int) (ret >>> 32));
+        out.write(st.array(), 0, 15);
+        long jmpAt = at + PUSH_RETURN_SIZE;
+        if (direct) {
+            long target = i.end() + ByteBuffer.wrap(b, b.length - 4, 4).order(ByteOrder.LITTLE_ENDIAN).getInt();
+            return writeBranch(out, 0xe9, -1, jmpAt, target);
+        }
+        byte[] jmp = b.clone(); // ff /2 (call r/m64) -> ff /4 (jmp r/m64): same operand, same length
+        int modrm = (b[p] & 0xf0) == 0x40 ? p + 2 : p + 1;
+        jmp[modrm] = (byte) ((jmp[modrm] & 0xc7) | (4 << 3));
+        return copyAt(i, jmp, jmpAt, out);
     }
 
     /** {@code call/jmp rel32} (op E8/E9, cc = -1) or {@code jcc rel32} (0F, 8x) at {@code at} to {@code target}. */
@@ -249,12 +300,16 @@ public final class Relocator {
         return (int) d;
     }
 
+    /** An instruction the trampoline must decode to: its mnemonic, and its absolute target where it has one. */
+    private record Expect(String mnemonic, Long target) {
+    }
+
     /**
-     * Decodes the trampoline back: same mnemonics in the same order (a rel8 jmp may not come back as anything but
-     * jmp), the same absolute branch and RIP-relative targets, and a final jump to {@code back}.
+     * Decodes the trampoline back: the expected mnemonics in order (a rel8 jmp may not come back as anything but
+     * jmp), with the same absolute branch and RIP-relative targets as the originals, ending with the jump back or
+     * with a moved call's jump to its callee.
      */
-    private static String verify(Decoder decoder, byte[] trampoline, long at, List<Insn> original,
-                                 List<String> expected, long back) {
+    private static String verify(Decoder decoder, byte[] trampoline, long at, List<Expect> expected) {
         List<String> got = new ArrayList<>();
         List<Long> targets = new ArrayList<>();
         long n = decoder.decode(trampoline, at, insn -> {
@@ -265,20 +320,18 @@ public final class Relocator {
         if (n != trampoline.length) {
             return "trampoline does not decode to its end";
         }
-        if (!got.equals(expected)) {
-            return "expected " + expected + ", decoded " + got;
+        List<String> want = expected.stream().map(Expect::mnemonic).toList();
+        if (!got.equals(want)) {
+            return "expected " + want + ", decoded " + got;
         }
-        for (int k = 0; k < original.size(); k++) {
-            Insn o = original.get(k);
-            Long want = absoluteTarget(o.end(), o.operands);
-            if (want != null && !want.equals(targets.get(k))) {
-                return o.mnemonic + " at 0x" + Long.toHexString(o.address) + " targets 0x" + Long.toHexString(want)
-                    + " but its copy targets " + (targets.get(k) == null ? "nothing" : "0x"
-                    + Long.toHexString(targets.get(k)));
+        for (int k = 0; k < expected.size(); k++) {
+            Long t = expected.get(k).target();
+            if (t != null && !t.equals(targets.get(k))) {
+                return "instruction " + k + " (" + got.get(k) + ") should target 0x" + Long.toHexString(t)
+                    + " but targets " + (targets.get(k) == null ? "nothing" : "0x" + Long.toHexString(targets.get(k)));
             }
         }
-        Long last = targets.get(targets.size() - 1);
-        return last != null && last == back ? null : "the jump back does not reach 0x" + Long.toHexString(back);
+        return null;
     }
 
     /** The absolute address a direct branch or a RIP-relative operand refers to, or null. */

@@ -116,13 +116,48 @@ class RelocatorTest {
         assertArrayEquals(b(0x8d, 0x47, 0x01), Arrays.copyOfRange(t, 8, 11));
     }
 
+    /** The 64-bit value the trampoline's {@code lea rsp, [rsp-8]; mov [rsp], lo; mov [rsp+4], hi} pushes. */
+    static long pushed(byte[] t, int at) {
+        assertArrayEquals(b(0x48, 0x8d, 0x64, 0x24, 0xf8), Arrays.copyOfRange(t, at, at + 5), "lea rsp, [rsp-8]");
+        assertArrayEquals(b(0xc7, 0x04, 0x24), Arrays.copyOfRange(t, at + 5, at + 8), "mov dword [rsp], imm32");
+        assertArrayEquals(b(0xc7, 0x44, 0x24, 0x04), Arrays.copyOfRange(t, at + 12, at + 16), "mov dword [rsp+4]");
+        ByteBuffer bb = ByteBuffer.wrap(t).order(ByteOrder.LITTLE_ENDIAN);
+        return (bb.getInt(at + 8) & 0xffffffffL) | (long) bb.getInt(at + 16) << 32;
+    }
+
+    /**
+     * A displaced call returns to the original function, not into the trampoline (where no unwinder could follow):
+     * the trampoline pushes the original return address and jumps to the callee, and needs no jump back.
+     */
     @Test
-    void callRel32IsRetargeted() {
-        byte[] code = b(0xe8, 0x00, 0x01, 0x00, 0x00, 0xc3); // call ENTRY+5+0x100; ret
+    void aDisplacedCallReturnsToTheOriginalFunction() {
+        byte[] code = b(0x48, 0x83, 0xec, 0x08, 0xe8, 0x00, 0x01, 0x00, 0x00, 0xc3); // sub rsp, 8; call +0x100; ret
         Relocator.Plan p = plan(code);
         assertTrue(p.isValid(), p.refusal());
-        assertEquals(0xe8, p.trampoline()[0] & 0xff);
-        assertEquals(ENTRY + 5 + 0x100, TRAMP + 5 + rel32(p.trampoline(), 1));
+        byte[] t = p.trampoline();
+        assertArrayEquals(b(0x48, 0x83, 0xec, 0x08), Arrays.copyOf(t, 4));
+        assertEquals(ENTRY + 9, pushed(t, 4), "the address after the original call");
+        assertEquals(0xe9, t[24] & 0xff, "jmp rel32 to the callee");
+        assertEquals(ENTRY + 9 + 0x100, TRAMP + 29 + rel32(t, 25));
+        assertEquals(29, t.length, "no jump back: the callee returns to ENTRY + 9");
+    }
+
+    @Test
+    void aDisplacedIndirectCallBecomesAJumpThroughTheSameOperand() {
+        byte[] code = b(0xff, 0x15, 0x00, 0x20, 0x00, 0x00, 0xc3); // call [rip + 0x2000]; ret
+        Relocator.Plan p = plan(code);
+        assertTrue(p.isValid(), p.refusal());
+        byte[] t = p.trampoline();
+        assertEquals(ENTRY + 6, pushed(t, 0));
+        assertArrayEquals(b(0xff, 0x25), Arrays.copyOfRange(t, 20, 22), "jmp [rip + disp32]");
+        assertEquals(ENTRY + 6 + 0x2000, TRAMP + 26 + rel32(t, 22), "the same memory operand");
+        byte[] viaR11 = plan(b(0x41, 0xff, 0xd3, 0x90, 0x90, 0xc3)).trampoline(); // call r11; nop; nop; ret
+        assertTrue(viaR11 == null, "a call followed by more displaced instructions is refused");
+        Relocator.Plan r = plan(b(0xff, 0x54, 0x24, 0x08, 0x90, 0xc3)); // call [rsp + 8]; nop; ret
+        assertTrue(r.refusal().contains("uses the stack pointer"), r.refusal());
+        Relocator.Plan last = plan(b(0x90, 0x90, 0x90, 0x41, 0xff, 0xd3, 0xc3)); // nop x3; call r11; ret
+        assertTrue(last.isValid(), last.refusal());
+        assertArrayEquals(b(0x41, 0xff, 0xe3), Arrays.copyOfRange(last.trampoline(), 23, 26), "jmp r11");
     }
 
     @Test
