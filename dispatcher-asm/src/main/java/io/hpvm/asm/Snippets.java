@@ -23,6 +23,7 @@ public final class Snippets {
     private static final RelocatableObject SYSCALL = load("syscall.o");
     private static final RelocatableObject FORWARD = load("forward.o");
     private static final RelocatableObject THUNK = load("thunk.o");
+    private static final RelocatableObject AGENT = load("agent.o");
 
     private Snippets() {
     }
@@ -81,5 +82,13 @@ public final class Snippets {
     /** {@code syscall; int3}, for injection at {@code address}. */
     public static byte[] syscall(long address) throws LoadException {
         return Linker.link(SYSCALL, "hpvm_syscall", (name, sym) -> null, address).bytes();
+    }
+
+    /**
+     * hpvm's agent thread ({@code agent.S}: {@code void *hpvm_agent(void *fds)}, a pthread start routine) linked
+     * for {@code address}: its bytes and its entry's address.
+     */
+    public static LinkedImage agent(long address) throws LoadException {
+        return Linker.link(AGENT, "hpvm_agent", (name, sym) -> null, address);
     }
 }

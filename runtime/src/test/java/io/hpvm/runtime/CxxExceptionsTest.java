@@ -89,13 +89,17 @@ class CxxExceptionsTest {
     }
 
     /**
-     * "busy": the worker never waits in a system call (it spins between lines), so the registration borrows its
-     * thread while it runs user code. "clang++": worker and patches built with clang, whose exception tables point
-     * at type_info through cells in plain .data.
+     * "busy": the worker never waits in a system call (it spins between lines). "no-agent": the worker runs without
+     * hpvm's agent thread, so the registration borrows the worker's own thread (with "busy": while it runs user
+     * code). "clang++": worker and patches built with clang, whose exception tables point at type_info through
+     * cells in plain .data.
      */
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"-O2", "-O0", "-O2 -fPIC", "-O2 busy", "clang++ -O2", "clang++ -O0 -fPIC"})
+    @ValueSource(strings = {"-O2", "-O0", "-O2 -fPIC", "-O2 busy", "-O2 busy no-agent", "clang++ -O2",
+        "clang++ -O0 -fPIC"})
     void exceptionsUnwindThroughAndOutOfPatchedCode(String variant) {
+        boolean agent = !variant.contains("no-agent");
+        variant = variant.replace(" no-agent", "");
         String flags = variant.replace(" busy", "");
         String worker = variant.endsWith("busy")
             ? WORKER.replace("usleep(20000);", "for (volatile long k = 0; k < 20000000; k++) { }") : WORKER;
@@ -103,14 +107,18 @@ class CxxExceptionsTest {
         Path exe = dir.resolve("server");
         gxx(flags.replace(" -fPIC", ""), "-o", exe.toString(), dir.resolve("server.cc").toString());
         Path sessions = dir.resolve("sessions");
-        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+        try (TestWorker w = TestWorker.start(sessions, agent ? List.of() : List.of("--no-agent"), exe)) {
             w.awaitLines(w.mark(), 4, SwapTest.WAIT);
             // handle(): the exception passes through the new code, which must run its cleanup (~Tally).
             Path handle = patch("handle_fix", worker.replace("return parse(x) + 1;", "return parse(x) + 2;"), flags);
             int mark = w.mark();
             Hpvm.Result r = Hpvm.cmd(sessions, "swap", "handle", handle.toString());
             assertEquals(0, r.code(), r.toString());
-            assertTrue(r.out().contains("unwind info registered by thread"), r.out());
+            assertTrue(r.out().contains(agent ? "unwind info registered by hpvm's agent thread "
+                + WorkerAgentTest.agentThread(w.pid()) + " in " : "unwind info registered by borrowed thread "
+                + w.pid() + " in "), r.out());
+            assertTrue(r.out().contains(agent ? "(no worker thread paused)" : "longest pause of a worker thread"),
+                r.out());
             expect(w, mark, l -> l.matches("\\d+ ok \\d+2 live 0"), "throw through the new handle()");
             // parse(): the exception is thrown from the new code.
             Path parse = patch("parse_fix", worker.replace("\"multiple of three: \"", "\"v2: three divides \""),
@@ -148,7 +156,10 @@ class CxxExceptionsTest {
             int mark = w.mark();
             Hpvm.Result r = Hpvm.cmd(sessions, "swap", "handle", handle.toString());
             assertEquals(0, r.code(), r.toString());
-            assertTrue(r.out().matches("(?s).*registered by thread \\d+, \\d+, \\d+ in.*"), r.out() + ls.out());
+            // The worker through its agent thread; the children (fork copies only the forking thread) by
+            // borrowing one of their threads.
+            assertTrue(r.out().matches("(?s).*registered by hpvm's agent thread \\d+, borrowed thread \\d+, "
+                + "borrowed thread \\d+ in.*"), r.out() + ls.out());
             // Each of the three processes must go on printing new results and catching.
             java.util.Set<String> caughtBy = new java.util.TreeSet<>();
             java.util.Set<String> newBy = new java.util.TreeSet<>();

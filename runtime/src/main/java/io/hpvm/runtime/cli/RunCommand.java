@@ -27,6 +27,11 @@ final class RunCommand implements Callable<Integer> {
         + "function's entry as it is (calls through pointers then keep reaching the original code).")
     boolean noEntryRedirect;
 
+    @Option(names = "--no-agent", description = "Do not start hpvm's agent thread (hpvm-agent) in a program that "
+        + "can unwind (C++, libgcc_s): registering a patch's unwind information then pauses one of its threads "
+        + "for about a millisecond instead.")
+    boolean noAgent;
+
     @Option(names = "--cflags", paramLabel = "FLAGS", defaultValue = "",
         description = "Compiler flags the program was built with; 'hpvm swap FN file.c' compiles with them.")
     String cflags;
@@ -47,7 +52,7 @@ final class RunCommand implements Callable<Integer> {
         argv.add(program);
         argv.addAll(args);
         return new Supervisor(new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size"), timings,
-            !noEntryRedirect, cflags, Main::serve), System.err)
+            !noEntryRedirect, cflags, !noAgent, Main::serve), System.err)
             .run(argv);
     }
 }

@@ -18,6 +18,7 @@ public final class Injector implements AutoCloseable {
     public static final int SYS_FCNTL = 72;
     public static final int SYS_FTRUNCATE = 77;
     public static final int SYS_OPENAT = 257;
+    public static final int SYS_PIPE2 = 293;
     public static final int SYS_MEMFD_CREATE = 319;
     public static final int F_DUPFD_CLOEXEC = 1030;
     public static final int MFD_CLOEXEC = 1;
@@ -59,10 +60,35 @@ public final class Injector implements AutoCloseable {
         return tracee.getRegs()[Tracee.RAX];
     }
 
+    /**
+     * Calls {@code function(args...)} (up to six integer arguments) in the tracee on a frame well below its stack
+     * pointer, returning to the snippet's {@code int3}; returns rax. For calls that are safe at this point (the
+     * worker stopped at its entry point has run no code of its own and holds no lock).
+     */
+    public long call(long function, long... args) throws SystemException {
+        long sp = Tracee.callFrame(savedRegs[Tracee.RSP] - 8192L * 8);
+        long trap = scratch + 2; // the int3 after the syscall instruction
+        tracee.poke(sp, trap); // the return address
+        tracee.setRegs(Tracee.callRegisters(savedRegs, sp, function, args));
+        String what = "calling 0x" + Long.toHexString(function) + " in the worker";
+        tracee.contUntilTrap(what);
+        long[] after = tracee.getRegs();
+        if (after[Tracee.RIP] != trap + 1) {
+            throw new SystemException("worker " + tracee.pid() + " stopped at 0x" + Long.toHexString(after[Tracee.RIP])
+                + " (a breakpoint of its own?) while " + what);
+        }
+        return after[Tracee.RAX];
+    }
+
+    /** An address on the tracee's stack, well below its stack pointer, where {@code slot}'s 8 KiB are free to use. */
+    public long scratchMemory(int slot) {
+        return (savedRegs[Tracee.RSP] - 8192L * (slot + 1)) & ~0xfL;
+    }
+
     /** Copies a NUL-terminated string onto the tracee's stack, well below its stack pointer, and returns its address. */
     public long pushString(String s, int slot) throws SystemException {
         byte[] b = (s + "\0").getBytes(StandardCharsets.UTF_8);
-        long at = (savedRegs[Tracee.RSP] - 8192L * (slot + 1)) & ~0xfL;
+        long at = scratchMemory(slot);
         mem.write(at, b);
         return at;
     }

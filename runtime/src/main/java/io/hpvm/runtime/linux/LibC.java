@@ -41,7 +41,9 @@ public interface LibC extends Library {
     short POSIX_SPAWN_SETSIGMASK = 0x08;
 
     int O_RDONLY = 0;
+    int O_WRONLY = 1;
     int O_RDWR = 2;
+    int O_NONBLOCK = 04000;
     int O_CREAT = 0100;
     int O_CLOEXEC = 02000000;
     int LOCK_EX = 2;
@@ -93,4 +95,8 @@ public interface LibC extends Library {
     long syscall(long number, long a, long b) throws LastErrorException;
 
     int poll(Pointer fds, int nfds, int timeout) throws LastErrorException;
+
+    long read(int fd, byte[] buffer, long count) throws LastErrorException;
+
+    long write(int fd, byte[] buffer, long count) throws LastErrorException;
 }

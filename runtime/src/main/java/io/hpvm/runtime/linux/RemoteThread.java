@@ -150,18 +150,9 @@ public final class RemoteThread implements AutoCloseable {
      *                         the thread dies
      */
     public long call(long function, long timeoutMs, long... args) throws SystemException {
-        long[] regs = saved.clone();
-        long sp = ((saved[Tracee.RSP] - STACK_GAP) & ~0xfL) - 8; // as after a call: rsp + 8 is 16-aligned
+        long sp = Tracee.callFrame(saved[Tracee.RSP] - STACK_GAP);
         tracee.poke(sp, pad); // the return address
-        int[] argRegs = {Tracee.RDI, Tracee.RSI, Tracee.RDX, Tracee.RCX, Tracee.R8, Tracee.R9};
-        for (int i = 0; i < args.length; i++) {
-            regs[argRegs[i]] = args[i];
-        }
-        regs[Tracee.RSP] = sp;
-        regs[Tracee.RIP] = function;
-        regs[Tracee.RAX] = 0;
-        regs[Tracee.ORIG_RAX] = -1; // no system call restart on the way in
-        return run(regs, pad + 1, timeoutMs, "call of 0x" + Long.toHexString(function));
+        return run(Tracee.callRegisters(saved, sp, function, args), pad + 1, timeoutMs, "call of 0x" + Long.toHexString(function));
     }
 
     /** Runs system call {@code nr} in the thread through the pad's {@code syscall; int3}; returns rax. */

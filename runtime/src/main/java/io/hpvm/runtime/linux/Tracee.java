@@ -144,4 +144,26 @@ public final class Tracee {
             signal = st.event() != 0 || st.stopSignal() == LibC.SIGTRAP ? 0 : st.stopSignal();
         }
     }
+
+    /** The stack pointer of a call frame at or below {@code below}: as after a call, rsp + 8 is 16-byte aligned. */
+    static long callFrame(long below) {
+        return (below & ~0xfL) - 8;
+    }
+
+    /**
+     * {@code saved} set up to call {@code function(args...)} (up to six integer arguments) with the return address
+     * already stored at {@code sp}; no system call restart on the way in.
+     */
+    static long[] callRegisters(long[] saved, long sp, long function, long... args) {
+        long[] regs = saved.clone();
+        int[] argRegs = {RDI, RSI, RDX, RCX, R8, R9};
+        for (int i = 0; i < args.length; i++) {
+            regs[argRegs[i]] = args[i];
+        }
+        regs[RSP] = sp;
+        regs[RIP] = function;
+        regs[RAX] = 0;
+        regs[ORIG_RAX] = -1;
+        return regs;
+    }
 }

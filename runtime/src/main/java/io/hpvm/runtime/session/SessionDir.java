@@ -189,9 +189,9 @@ public final class SessionDir {
     }
 
     /**
-     * Every process that runs this session's code: it maps the code region executable, which only the worker and
-     * the children it forked do (they inherit the shared mappings, so one swap patches them all). A child that called
-     * exec no longer maps it; hpvm's own processes map the session files too, but never executable.
+     * Every process that runs this session's code: the worker and the processes it forked that map the code region
+     * executable (they inherit the shared mappings, so one swap patches them all). A child that called exec no
+     * longer maps it. Found among the worker's descendants, not by reading every process on the machine.
      */
     public List<Integer> processes() {
         List<Integer> out = new ArrayList<>();
@@ -201,15 +201,10 @@ public final class SessionDir {
         } catch (SystemException e) {
             return out;
         }
-        try (Stream<Path> procs = Files.list(Path.of("/proc"))) {
-            for (Path p : procs.toList()) {
-                String name = p.getFileName().toString();
-                if (name.chars().allMatch(Character::isDigit) && maps(Integer.parseInt(name), code, "r-x")) {
-                    out.add(Integer.parseInt(name));
-                }
+        for (int p : ProcFs.descendants(pid)) {
+            if (maps(p, code, "r-x")) {
+                out.add(p);
             }
-        } catch (IOException e) {
-            return out;
         }
         out.sort(null);
         return out;

@@ -4,6 +4,7 @@ import com.sun.jna.LastErrorException;
 import com.sun.jna.Memory;
 import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.RemoteThread;
+import io.hpvm.runtime.linux.WorkerAgent;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.linux.WaitStatus;
 import io.hpvm.runtime.session.CommandRequest;
@@ -41,6 +42,8 @@ final class ControlServer implements AutoCloseable {
     private final CommandRunner runner;
     private final int pid;
     private final long pad;
+    /** hpvm's agent thread in the worker (not in its forked children), or null. */
+    private final WorkerAgent agent;
     private final ServerSocketChannel server;
     private final Selector selector;
     private volatile boolean exited;
@@ -55,10 +58,12 @@ final class ControlServer implements AutoCloseable {
      * @param pad hpvm's call pad in the worker ({@code int3} at +0, {@code syscall; int3} at +8), see
      *            {@link RemoteThread}
      */
-    ControlServer(SessionDir session, int pid, long pad, CommandRunner runner) throws SystemException {
+    ControlServer(SessionDir session, int pid, long pad, WorkerAgent agent, CommandRunner runner)
+        throws SystemException {
         this.session = session;
         this.pid = pid;
         this.pad = pad;
+        this.agent = agent;
         this.runner = runner;
         try {
             selector = Selector.open();
@@ -251,35 +256,42 @@ final class ControlServer implements AutoCloseable {
      */
     private String registerUnwind(long function, List<Long> ehFrames) throws SystemException {
         long t0 = System.nanoTime();
-        // Only the worker and its descendants: never another process that happens to map the session files.
+        // The worker and the children it forked that still run the session's code.
         java.util.List<Integer> processes = new java.util.ArrayList<>(List.of(pid));
         for (int p : session.processes()) {
-            if (p != pid && io.hpvm.runtime.linux.ProcFs.descendsFrom(p, pid)) {
+            if (p != pid) {
                 processes.add(p);
             }
         }
-        StringBuilder threads = new StringBuilder();
-        long longestPause = 0;
+        StringBuilder by = new StringBuilder();
+        long longestPause = -1;
         for (int process : processes) {
+            if (process == pid && agent != null && agent.alive()) {
+                register(process, ehFrames, new InWorker() {
+                    public long syscall(int nr, long... args) throws SystemException {
+                        return agent.syscall(nr, CALL_TIMEOUT_MS, args);
+                    }
+
+                    public long call(long fn, long... args) throws SystemException {
+                        return agent.call(fn, CALL_TIMEOUT_MS, args);
+                    }
+                }, function);
+                by.append(by.length() == 0 ? "" : ", ").append("hpvm's agent thread ").append(agent.tid());
+                continue;
+            }
             RemoteThread borrowed = null;
             try (RemoteThread t = RemoteThread.attach(process, pad)) {
                 borrowed = t;
-                long[] pool = objects.computeIfAbsent(process, k -> new long[2]); // {next, left}
-                for (long ehFrame : ehFrames) {
-                    if (pool[1] == 0) {
-                        long page = t.syscall(SYS_MMAP, 0, OBJECT_PAGE, 3 /* RW */, 0x22 /* PRIVATE|ANON */, -1, 0);
-                        if (page < 0 && page > -4096) {
-                            throw SystemException.of("mmap in process " + process + " for unwind registrations",
-                                (int) -page);
-                        }
-                        pool[0] = page;
-                        pool[1] = OBJECT_PAGE / OBJECT_SIZE;
+                register(process, ehFrames, new InWorker() {
+                    public long syscall(int nr, long... args) throws SystemException {
+                        return t.syscall(nr, args);
                     }
-                    t.call(function, CALL_TIMEOUT_MS, ehFrame, pool[0]);
-                    pool[0] += OBJECT_SIZE;
-                    pool[1]--;
-                }
-                threads.append(threads.length() == 0 ? "" : ", ").append(t.tid());
+
+                    public long call(long fn, long... args) throws SystemException {
+                        return t.call(fn, CALL_TIMEOUT_MS, args);
+                    }
+                }, function);
+                by.append(by.length() == 0 ? "" : ", ").append("borrowed thread ").append(t.tid());
             } catch (SystemException e) {
                 borrowed = null;
                 if (e instanceof RemoteThread.Gone gone && gone.tid() == pid) {
@@ -298,12 +310,41 @@ final class ControlServer implements AutoCloseable {
                 longestPause = Math.max(longestPause, borrowed.pausedMicros());
             }
         }
-        return "registered by thread " + threads + " in " + (System.nanoTime() - t0) / 1000 + " us (longest "
-            + "pause of a worker thread: " + longestPause + " us)";
+        return "registered by " + by + " in " + (System.nanoTime() - t0) / 1000 + " us (" + (longestPause < 0
+            ? "no worker thread paused)" : "longest pause of a worker thread: " + longestPause + " us)");
+    }
+
+    /** Where the calls of one registration run: hpvm's agent thread, or a borrowed thread of the program. */
+    private interface InWorker {
+        long syscall(int nr, long... args) throws SystemException;
+
+        long call(long function, long... args) throws SystemException;
+    }
+
+    /** Registers each table in {@code process}, its {@code struct object}s taken from a page of that process's. */
+    private void register(int process, List<Long> ehFrames, InWorker in, long function) throws SystemException {
+        long[] pool = objects.computeIfAbsent(process, k -> new long[2]); // {next, left}
+        for (long ehFrame : ehFrames) {
+            if (pool[1] == 0) {
+                long page = in.syscall(SYS_MMAP, 0, OBJECT_PAGE, 3 /* RW */, 0x22 /* PRIVATE|ANON */, -1, 0);
+                if (page < 0 && page > -4096) {
+                    throw SystemException.of("mmap in process " + process + " for unwind registrations",
+                        (int) -page);
+                }
+                pool[0] = page;
+                pool[1] = OBJECT_PAGE / OBJECT_SIZE;
+            }
+            in.call(function, ehFrame, pool[0]);
+            pool[0] += OBJECT_SIZE;
+            pool[1]--;
+        }
     }
 
     @Override
     public void close() {
+        if (agent != null) {
+            agent.close();
+        }
         try {
             selector.close();
             if (server != null) {

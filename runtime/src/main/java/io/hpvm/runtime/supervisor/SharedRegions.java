@@ -91,7 +91,7 @@ final class SharedRegions {
     }
 
     /** A descriptor number well above what programs usually use, below the soft RLIMIT_NOFILE. */
-    private static long highDescriptor(int pid) {
+    static long highDescriptor(int pid) {
         long soft = 1024;
         try {
             for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/limits"))) {

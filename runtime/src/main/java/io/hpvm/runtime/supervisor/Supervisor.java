@@ -50,14 +50,14 @@ import java.util.concurrent.CompletionException;
 public final class Supervisor {
 
 
-    /** Options of {@code hpvm run}. */
     /**
      * Options of {@code hpvm run}.
      *
+     * @param agent    start hpvm's agent thread in a worker that has an unwinder ({@link AgentLaunch})
      * @param commands runs the commands thin clients send (null: requests for commands are answered "not here")
      */
     public record Options(boolean quiet, long arenaSize, boolean timings, boolean redirectEntries, String cflags,
-                          CommandRunner commands) {
+                          boolean agent, CommandRunner commands) {
     }
 
     private final Options options;
@@ -116,7 +116,8 @@ public final class Supervisor {
             SessionDir s0 = session;
             registry = warm.thenApply(v -> createRegistry(s0, functions.size()));
             setup = prepare(tracee, image, functions, session, timings);
-            server = new ControlServer(session, pid, setup.callPad, options.commands());
+            server = new ControlServer(session, pid, setup.callPad, setup.agent == null ? null : setup.agent.agent(),
+                options.commands());
             writeRegistry(joinRegistry(registry), session, setup, functions, program, image);
             timings.mark("registry");
             lock.close();
@@ -141,9 +142,15 @@ public final class Supervisor {
         long readyMs = (System.nanoTime() - t0) / 1_000_000;
         if (!options.quiet()) {
             err.printf("hpvm: %s (pid %d) ready in %d ms: %d functions patchable, %d call sites rewritten, %d entries "
-                    + "redirected; session %s%s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
+                    + "redirected; session %s%s%s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
                 setup.trampolineOf.size(), session.dir(), setup.codeFd < 0 ? "" : " (its file system is noexec: the "
-                    + "code region is a memfd, descriptor " + setup.codeFd + " of the worker)");
+                    + "code region is a memfd, descriptor " + setup.codeFd + " of the worker)",
+                setup.agent == null || setup.agent.agent() == null ? ""
+                    : "; agent thread " + setup.agent.agent().tid() + " (hpvm-agent)");
+        }
+        if (setup.agent != null && setup.agent.notStarted() != null) {
+            err.println("hpvm: warning: hpvm's agent thread was not started (" + setup.agent.notStarted() + "); "
+                + "registering a patch's unwind information will pause one thread of the worker briefly instead");
         }
         if (server.unavailable() != null) {
             err.println("hpvm: warning: no control socket (" + server.unavailable() + "); swaps work, but unwind "
@@ -206,6 +213,10 @@ public final class Supervisor {
         long arenaStart;
         /** {@link #CALL_PAD}'s address in the worker. */
         long callPad;
+        /** Where hpvm's agent thread's code goes ({@link AgentLaunch}). */
+        long agentCode;
+        /** The agent thread, or why there is none; null when the worker has no use for one. */
+        AgentLaunch.Result agent;
         int callSites;
         long bytesScanned;
         long trampolines;
@@ -247,7 +258,8 @@ public final class Supervisor {
         s.codeAddress = s.slotsAddress + slotsSize;
         s.trampolines = s.codeAddress + stubsSize;
         s.callPad = s.trampolines + trampolinesSize;
-        s.arenaStart = s.callPad + CALL_PAD.length;
+        s.agentCode = s.callPad + CALL_PAD.length;
+        s.arenaStart = s.agentCode + AgentLaunch.CODE_SPACE;
 
         long entryPoint = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
         try (SlotTable slots = SlotTable.create(session.slots(), n);
@@ -268,6 +280,10 @@ public final class Supervisor {
             if (options.redirectEntries()) {
                 redirectEntries(mem, code, slots, image, functions, s, texts);
                 timings.mark("redirect");
+            }
+            if (options.agent()) {
+                s.agent = AgentLaunch.start(tracee, mem, code, entryPoint, s.agentCode, image, s.bias, maps);
+                timings.mark("agent");
             }
         } catch (IOException e) {
             throw SystemException.io("session files in " + session.dir(), e);
