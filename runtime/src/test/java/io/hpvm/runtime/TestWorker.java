@@ -21,7 +21,8 @@ import java.util.regex.Pattern;
  */
 public final class TestWorker implements AutoCloseable {
 
-    private static final Pattern READY = Pattern.compile("\\(pid (\\d+)\\) ready in");
+    /** The ready line, human ("... (pid N) ready in") or {@code --json} ({"event":"ready",...,"pid":N,...}). */
+    private static final Pattern READY = Pattern.compile("\\(pid (\\d+)\\) ready in|^\\{\"event\":\"ready\".*\"pid\":(\\d+)");
 
     private final Process process;
     private final Lines out;
@@ -99,7 +100,7 @@ public final class TestWorker implements AutoCloseable {
         if (!m.find()) {
             throw new AssertionError("hpvm run failed: " + line + "\n" + this);
         }
-        pid = Integer.parseInt(m.group(1));
+        pid = Integer.parseInt(m.group(1) != null ? m.group(1) : m.group(2));
     }
 
     /** The worker's pid (not the supervisor's). */

@@ -1,5 +1,6 @@
 package io.hpvm.runtime.cli;
 
+import io.hpvm.runtime.Json;
 import io.hpvm.loader.Elf;
 import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.session.FunctionRecord;
@@ -42,10 +43,30 @@ final class LsCommand extends SessionCommand {
             List<FunctionRecord> fns = reg.functions();
             fns.sort(Comparator.comparing(FunctionRecord::name));
             long patched = fns.stream().filter(f -> f.versions() > 1).count();
+            List<Integer> procs = s.processes();
+            if (json) {
+                List<Json> functions = new java.util.ArrayList<>();
+                for (FunctionRecord f : fns) {
+                    if (!patchedOnly || f.versions() > 1) {
+                        VersionRecord v = f.current() > 0 ? reg.version(f.name(), f.current()) : null;
+                        functions.add(new Json().put("name", f.name()).put("version", f.current())
+                            .put("versions", f.versions()).put("address", Elf.hex(SwapEngine.addressOf(reg, f,
+                                f.current()))).put("call_sites", f.callSites())
+                            .put("entry_redirected", f.entryRedirected())
+                            .put("entry_note", f.entryRedirected() ? null : f.entryNote())
+                            .put("thunk", v != null && v.preserved() != 0));
+                    }
+                }
+                emit(result().put("pid", info.pid()).put("executable", info.executable())
+                    .put("functions_total", info.functions()).put("call_sites", info.callSites())
+                    .put("patched", patched).put("arena_used", info.arenaNext() - info.arenaStart())
+                    .put("arena_size", info.code() + info.codeSize() - info.arenaStart()).put("processes", procs)
+                    .put("functions", functions));
+                return 0;
+            }
             out().printf("worker %d  %s  %d functions, %d call sites rewritten, %d patched, arena %d of %d "
                     + "bytes used%n", info.pid(), info.executable(), info.functions(), info.callSites(), patched,
                 info.arenaNext() - info.arenaStart(), info.code() + info.codeSize() - info.arenaStart());
-            List<Integer> procs = s.processes();
             if (procs.size() > 1) {
                 out().println("processes sharing this session (the worker and its forked children): "
                     + String.join(", ", procs.stream().map(String::valueOf).toList()));
@@ -69,6 +90,12 @@ final class LsCommand extends SessionCommand {
     }
 
     private void listSessions(List<SessionDir> all) throws HpvmException {
+        if (json) {
+            for (SessionDir s : all) {
+                emit(sessionJson(s));
+            }
+            return;
+        }
         if (all.isEmpty()) {
             out().println("no workers are running under hpvm (" + SessionDir.root() + " is empty)");
             return;
@@ -89,6 +116,21 @@ final class LsCommand extends SessionCommand {
                 // One unreadable session must not hide the others.
                 out().printf("%-8d %-6s %9s %8s  %s%n", s.pid(), "broken", "-", "-", "(" + e.getMessage() + ")");
             }
+        }
+    }
+
+    /** One session of the list as JSON: {@code state} live, stale or broken (with {@code reason}). */
+    private Json sessionJson(SessionDir s) {
+        Json j = result().put("pid", s.pid()).put("session", s.dir().toString());
+        if (!s.isLive()) {
+            return j.put("state", "stale");
+        }
+        try (Registry reg = s.openRegistry()) {
+            SessionInfo info = reg.session();
+            return j.put("state", "live").put("executable", info.executable()).put("functions_total",
+                info.functions()).put("patched", reg.functions().stream().filter(f -> f.versions() > 1).count());
+        } catch (HpvmException e) {
+            return j.put("state", "broken").put("reason", e.getMessage());
         }
     }
 }

@@ -1,5 +1,6 @@
 package io.hpvm.runtime.cli;
 
+import io.hpvm.runtime.Json;
 import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.session.CommandRequest;
@@ -45,6 +46,13 @@ public final class Main implements Runnable {
         cl.setErr(new PrintWriter(err, true));
         cl.getSubcommands().get("run").setStopAtPositional(true);
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
+            int code = ex instanceof HpvmException h ? h.code().value : 1;
+            CommandLine.ParseResult sub = parseResult.subcommand();
+            if (sub != null && sub.hasMatchedOption("--json")) {
+                out.println(new Json().put("ok", false).put("command", sub.commandSpec().name()).put("exit_code", code)
+                    .put("error", io.hpvm.loader.LoadException.oneLine(ex instanceof HpvmException ? ex.getMessage()
+                        : "internal error (a bug in hpvm): " + ex)));
+            }
             if (ex instanceof HpvmException h) {
                 err.println("hpvm: error: " + h.getMessage());
                 if (!h.detail().isEmpty()) {

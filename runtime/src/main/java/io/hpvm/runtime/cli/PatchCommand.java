@@ -47,19 +47,26 @@ final class PatchCommand extends PatchingCommand {
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }
+        if (json) {
+            emit(result().put("changed", diff.changed()).put("added", diff.added()));
+        }
         if (!diff.added().isEmpty()) {
-            out().println("new functions (linked where the changed ones use them): " + String.join(", ",
+            say("new functions (linked where the changed ones use them): " + String.join(", ",
                 diff.added()));
         }
         if (diff.changed().isEmpty()) {
-            out().println("no function of " + newSource + " differs from " + oldSource + "; nothing swapped");
+            say("no function of " + newSource + " differs from " + oldSource + "; nothing swapped");
             return 0;
         }
-        out().println("changed functions: " + String.join(", ", diff.changed()));
+        say("changed functions: " + String.join(", ", diff.changed()));
         List<String> set = new ArrayList<>(diff.changed());
         try {
             for (SwapEngine.Result r : engine.swap(set, newObject)) {
-                out().println(SwapEngine.describe(r, newSource));
+                if (json) {
+                    emit(swapResult(r, newSource));
+                } else {
+                    out().println(SwapEngine.describe(r, newSource));
+                }
                 warn(r);
             }
         } catch (HpvmException e) {

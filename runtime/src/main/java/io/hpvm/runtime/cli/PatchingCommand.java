@@ -1,5 +1,6 @@
 package io.hpvm.runtime.cli;
 
+import io.hpvm.runtime.Json;
 import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.swap.SwapEngine;
 import picocli.CommandLine.Option;
@@ -9,8 +10,8 @@ abstract class PatchingCommand extends SessionCommand {
 
     @Option(names = "--no-unwind-info",
         description = "Do not register the patch's unwind information (.eh_frame) with the worker's unwinder. By "
-            + "default it is, when the worker has one loaded (C++, libgcc_s): the supervisor borrows one worker thread "
-            + "for a millisecond or two to call __register_frame_info. Without it, a C++ exception thrown through the "
+            + "default it is, when the worker has one loaded (C++, libgcc_s): hpvm's agent thread in the worker calls "
+            + "__register_frame_info (or, without one, a worker thread borrowed for a millisecond). Without it, a C++ exception thrown through the "
             + "new code terminates the worker.")
     boolean noUnwindInfo;
 
@@ -18,6 +19,16 @@ abstract class PatchingCommand extends SessionCommand {
     SwapEngine engine() throws HpvmException {
         return new SwapEngine(session()).registerUnwindInfo(!noUnwindInfo)
             .unwindRegistrar(Invocation.current().registrar());
+    }
+
+    /** A swap's result as JSON: what {@link SwapEngine#describe} says, field by field. */
+    Json swapResult(SwapEngine.Result r, java.nio.file.Path object) {
+        return result().put("function", r.function()).put("from_version", r.fromVersion())
+            .put("to_version", r.toVersion()).put("address", io.hpvm.loader.Elf.hex(r.address()))
+            .put("bytes", r.size()).put("object", object.toString()).put("micros", r.micros())
+            .put("thunk_registers", Long.bitCount(r.preserved()))
+            .put("unwind", r.unwind() == null || r.unwind().isEmpty() ? null : r.unwind())
+            .put("warnings", SwapEngine.warnings(r));
     }
 
     /** Prints a swap's warnings on stderr. */

@@ -26,7 +26,13 @@ final class RollbackCommand extends SessionCommand {
     @Override
     public Integer call() throws Exception {
         for (SwapEngine.Result r : new SwapEngine(session()).rollbackAll(function, to)) {
-            out().println(SwapEngine.describeRollback(r));
+            if (json) {
+                emit(result().put("function", r.function()).put("from_version", r.fromVersion())
+                    .put("to_version", r.toVersion()).put("returned_to", r.note())
+                    .put("address", io.hpvm.loader.Elf.hex(r.address())).put("micros", r.micros()));
+            } else {
+                out().println(SwapEngine.describeRollback(r));
+            }
         }
         return 0;
     }

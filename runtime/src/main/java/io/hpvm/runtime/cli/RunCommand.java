@@ -20,6 +20,10 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = {"-q", "--quiet"}, description = "Do not print the ready line on stderr.")
     boolean quiet;
 
+    @Option(names = "--json", description = "Print the ready line as one JSON object on stderr (stdout is the "
+        + "program's).")
+    boolean json;
+
     @Option(names = "--timings", description = "Print how long each launch phase took (stderr).")
     boolean timings;
 
@@ -52,7 +56,7 @@ final class RunCommand implements Callable<Integer> {
         argv.add(program);
         argv.addAll(args);
         return new Supervisor(new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size"), timings,
-            !noEntryRedirect, cflags, !noAgent, Main::serve), System.err)
+            !noEntryRedirect, cflags, !noAgent, json, Main::serve), System.err)
             .run(argv);
     }
 }

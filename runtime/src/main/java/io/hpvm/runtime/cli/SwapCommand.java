@@ -62,16 +62,20 @@ final class SwapCommand extends PatchingCommand {
         }
         if (allChanged) {
             SwapEngine.Changes changes = engine.changedFunctions(linked);
+            if (json) {
+                emit(result().put("changed", changes.changed()).put("proven_same", changes.same().size())
+                    .put("not_in_worker", changes.absent()));
+            }
             if (!changes.absent().isEmpty()) {
-                out().println("not in the worker (linked where the changed ones use them): " + String.join(", ",
+                say("not in the worker (linked where the changed ones use them): " + String.join(", ",
                     changes.absent()));
             }
             if (changes.changed().isEmpty()) {
-                out().println("no function of " + object + " differs from the worker's; nothing swapped ("
+                say("no function of " + object + " differs from the worker's; nothing swapped ("
                     + changes.same().size() + " proven the same)");
                 return 0;
             }
-            out().println("changed functions: " + String.join(", ", changes.changed()) + " ("
+            say("changed functions: " + String.join(", ", changes.changed()) + " ("
                 + changes.same().size() + " proven the same)");
             functions = changes.changed();
         }
@@ -82,6 +86,11 @@ final class SwapCommand extends PatchingCommand {
     }
 
     private void report(SwapEngine.Result r, Path object) {
+        if (json) {
+            emit(swapResult(r, object).put("timings_us", timings ? r.timings().micros() : null));
+            warn(r);
+            return;
+        }
         out().println(SwapEngine.describe(r, object));
         if (timings) {
             out().println("  timings: " + r.timings().describe() + (Invocation.current().session() != null

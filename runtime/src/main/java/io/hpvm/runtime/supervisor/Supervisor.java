@@ -53,11 +53,12 @@ public final class Supervisor {
     /**
      * Options of {@code hpvm run}.
      *
+     * @param json     print the ready line as a JSON object
      * @param agent    start hpvm's agent thread in a worker that has an unwinder ({@link AgentLaunch})
      * @param commands runs the commands thin clients send (null: requests for commands are answered "not here")
      */
     public record Options(boolean quiet, long arenaSize, boolean timings, boolean redirectEntries, String cflags,
-                          boolean agent, CommandRunner commands) {
+                          boolean agent, boolean json, CommandRunner commands) {
     }
 
     private final Options options;
@@ -140,7 +141,14 @@ public final class Supervisor {
             throw e;
         }
         long readyMs = (System.nanoTime() - t0) / 1_000_000;
-        if (!options.quiet()) {
+        if (options.json()) {
+            err.println(new io.hpvm.runtime.Json().put("event", "ready").put("program", argv.get(0))
+                .put("pid", pid).put("ready_ms", readyMs).put("functions", functions.size())
+                .put("call_sites", setup.callSites).put("entries_redirected", setup.trampolineOf.size())
+                .put("session", session.dir().toString()).put("code_fd", setup.codeFd < 0 ? null : setup.codeFd)
+                .put("agent_thread", setup.agent == null || setup.agent.agent() == null ? null
+                    : setup.agent.agent().tid()));
+        } else if (!options.quiet()) {
             err.printf("hpvm: %s (pid %d) ready in %d ms: %d functions patchable, %d call sites rewritten, %d entries "
                     + "redirected; session %s%s%s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
                 setup.trampolineOf.size(), session.dir(), setup.codeFd < 0 ? "" : " (its file system is noexec: the "
