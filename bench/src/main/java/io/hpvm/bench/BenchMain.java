@@ -111,7 +111,8 @@ public final class BenchMain {
         dispatch();
         stallsAndSwaps();
         commandLatency();
-        unwindRegistration();
+        unwindRegistration(true);
+        unwindRegistration(false);
         launch();
         jmh();
         analysis();
@@ -511,19 +512,26 @@ public final class BenchMain {
     }
 
     /**
-     * C++ workers: each swap registers the new code's unwind information, which borrows one worker thread. How long
-     * that thread is kept from its own work is the figure (the supervisor measures it from PTRACE_INTERRUPT to
-     * PTRACE_DETACH and reports it in the swap result).
+     * C++ workers: each swap registers the new code's unwind information. With hpvm's agent thread (the default) no
+     * thread of the program is paused, which the supervisor's report says; with {@code --no-agent} one worker thread
+     * is borrowed, and how long it is kept from its own work is the figure (the supervisor measures it from
+     * PTRACE_INTERRUPT to PTRACE_DETACH and reports it in the swap result).
      */
-    private void unwindRegistration() throws Exception {
+    private void unwindRegistration(boolean agent) throws Exception {
         int n = quick ? 10 : 30;
-        try (Child c = new Child(List.of(hpvm.toString(), "run", nativeDir.resolve("cxx_server").toString()), env,
-            root)) {
+        List<String> cmd = new ArrayList<>(List.of(hpvm.toString(), "run"));
+        if (!agent) {
+            cmd.add("--no-agent");
+        }
+        cmd.add(nativeDir.resolve("cxx_server").toString());
+        try (Child c = new Child(cmd, env, root)) {
             int pid = waitReady(c);
             SwapEngine engine = new SwapEngine(SessionDir.find(pid));
-            Pattern detail = Pattern.compile("in (\\d+) us \\(longest pause of a worker thread: (\\d+) us\\)");
+            Pattern detail = Pattern.compile("in (\\d+) us \\((no worker thread paused|longest pause of a worker "
+                + "thread: (\\d+) us)\\)");
             List<Double> pause = new ArrayList<>();
             List<Double> total = new ArrayList<>();
+            int paused = 0;
             for (int i = 0; i < n; i++) {
                 SwapEngine.Result r = engine.swap("handle", nativeDir.resolve(i % 2 == 0 ? "cxx_step2.o"
                     : "cxx_step3.o"));
@@ -533,15 +541,18 @@ public final class BenchMain {
                         + r.unwind());
                 }
                 total.add(Long.parseLong(m.group(1)) / 1000.0);
-                pause.add(Long.parseLong(m.group(2)) / 1000.0);
+                pause.add(m.group(3) == null ? 0.0 : Long.parseLong(m.group(3)) / 1000.0);
+                paused += m.group(3) == null ? 0 : 1;
             }
             Stats p = Stats.of(pause);
             Stats t = Stats.of(total);
-            fig.put("unwind.pause", p.median());
-            report.row("3. swap latency", "C++ worker: worker thread paused by unwind registration", p.format("%.2f")
-                + " ms", "", null, String.format("n=%d swaps of a C++ function; one thread borrowed per swap "
-                + "(__register_frame_info called in it through ptrace), the others keep running; the whole "
-                + "registration request %s ms", n, t.format("%.1f")));
+            fig.put(agent ? "unwind.pause.agent" : "unwind.pause", p.median());
+            report.row("3. swap latency", "C++ worker: worker thread paused by unwind registration, "
+                + (agent ? "hpvm's agent thread (default)" : "--no-agent (borrowed thread)"), p.format("%.2f")
+                + " ms", agent ? "0 threads paused" : "", agent ? paused == 0 : null, String.format("n=%d swaps of a "
+                + "C++ function; %s; the whole registration request %s ms", n, agent ? paused + " of them paused a "
+                + "program thread (__register_frame_info runs on the agent)" : "one thread borrowed per swap "
+                + "(__register_frame_info called in it through ptrace), the others keep running", t.format("%.1f")));
         }
     }
 
