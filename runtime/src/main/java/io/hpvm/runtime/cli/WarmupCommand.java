@@ -44,6 +44,21 @@ final class WarmupCommand implements Callable<Integer> {
                 new ClobberAnalysis(detail, e -> e == 0x10000 ? stub : null).clobbers(0x10000);
             }
             ElfImage.read(Path.of("/proc/self/exe"));
+            // The launch path itself (picocli's parsing of run's options, spawning under ptrace, injection, the
+            // control socket) on a program every system has; its classes are most of what 'hpvm run' loads
+            // before the worker runs. Skipped quietly where it cannot run (no ptrace here).
+            java.io.PrintStream none = new java.io.PrintStream(java.io.OutputStream.nullOutputStream());
+            Path sessions = dir.resolve("sessions");
+            Files.createDirectory(sessions, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                java.nio.file.attribute.PosixFilePermissions.fromString("rwx------")));
+            System.setProperty("hpvm.session.root", sessions.toString());
+            for (String program : List.of("/bin/true", "/usr/bin/true")) {
+                if (Files.isExecutable(Path.of(program))) {
+                    Main.execute(none, none, "run", "-q", "--json", program);
+                    break;
+                }
+            }
+            Main.execute(none, none, "ls", "--json");
         } finally {
             try (var files = Files.walk(dir)) {
                 files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
