@@ -588,7 +588,9 @@ public final class BenchMain {
             }
             Stats a = Stats.of(nat);
             Stats b = Stats.of(vm);
-            report.row("4. launch", "time to main: " + prog[0], b.format("%.0f") + " ms", "", null,
+            double goal = prog[0].startsWith("python") ? 600 : 350; // issue 10
+            report.row("4. launch", "time to main: " + prog[0], b.format("%.0f") + " ms", "<= " + (int) goal + " ms",
+                b.median() <= goal,
                 String.format("native %s ms; hpvm adds %.0f ms (JVM start, spawn, analysis, injection, rewriting)",
                     a.format("%.1f"), b.median() - a.median()));
         }
@@ -629,8 +631,8 @@ public final class BenchMain {
         report.detail("""
             ### 4. Launch cost and scale
 
-            "ready" is from `hpvm run` starting (JVM included) to the worker being released; the registry is written
-            after that, while the worker already runs. Phases from `hpvm run --timings` (one run): `elf` reading the
+            "ready" is from `hpvm run` starting (JVM included) to the ready line: the worker was released before it
+            (see "time to main"), the registry written while the worker already runs. Phases from `hpvm run --timings` (one run): `elf` reading the
             executable, `spawn` posix_spawn to stopped-at-entry, `stubs` session files and stubs, `inject` the
             injected openat/mmap/close, `decode` Capstone over the functions' code, `rewrite` reading the text and
             writing the rewritten call sites, `registry` the Chronicle Map (after release).

@@ -113,17 +113,19 @@ public final class Supervisor {
             session = SessionDir.create(pid);
             lock = session.lock();
             // The registry is made beside the ptrace work (Chronicle Map takes a while to start in a new JVM) and
-            // filled before the worker runs: a session is usable by every command from the moment it is announced.
+            // filled while the worker already runs, under the session lock and before the ready line: a command
+            // waits for the lock (slow path) or for the supervisor to serve (thin client), so the session is usable
+            // by every command from the moment it is announced, and the program does not wait for Chronicle.
             SessionDir s0 = session;
             registry = warm.thenApply(v -> createRegistry(s0, functions.size()));
             setup = prepare(tracee, image, functions, session, timings);
             server = new ControlServer(session, pid, setup.callPad, setup.agent == null ? null : setup.agent.agent(),
                 options.commands());
+            tracee.detach();
+            timings.mark("detach");
             writeRegistry(joinRegistry(registry), session, setup, functions, program, image);
             timings.mark("registry");
             lock.close();
-            tracee.detach();
-            timings.mark("detach");
         } catch (HpvmException | RuntimeException e) {
             killQuietly(pid);
             if (server != null) {
