@@ -68,6 +68,9 @@ class JsonOutputTest {
             assertEquals(1, swap.get("to_version").asInt());
             assertTrue(swap.get("address").asText().startsWith("0x") && swap.get("bytes").asInt() > 0, swap.toString());
             SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "swapped");
+            // The supervisor reuses its command-line model: one command's --json must not leak into the next.
+            Hpvm.Result human = SwapTest.ok(Hpvm.cmd(sessions, "ls"));
+            assertTrue(human.out().startsWith("worker " + w.pid() + "  "), human.toString());
 
             JsonNode ls = only(SwapTest.ok(Hpvm.cmd(sessions, "ls", "--json")));
             assertEquals(w.pid(), ls.get("pid").asInt());
