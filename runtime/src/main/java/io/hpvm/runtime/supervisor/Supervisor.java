@@ -79,6 +79,27 @@ public final class Supervisor {
 
     /** Runs the worker to completion; returns the exit status to exit with. */
     public int run(List<String> argv) throws HpvmException {
+        Launched worker = launch(argv);
+        warmUpCommands(worker.session());
+        int status;
+        try (ControlServer control = worker.server()) {
+            status = control.serveUntilExit();
+        }
+        worker.session().delete();
+        return status;
+    }
+
+    /**
+     * What outlives the launch: the session and its control server. Everything else launch built (the program's ELF
+     * image, its text, the call-site and branch-target tables: tens of megabytes for a large program) becomes
+     * garbage when {@link #launch} returns, which a frame that stayed on the stack for the worker's lifetime would
+     * have kept alive.
+     */
+    private record Launched(SessionDir session, ControlServer server) {
+    }
+
+    /** Starts the worker, rewrites it, releases it, writes the registry and prints the ready line. */
+    private Launched launch(List<String> argv) throws HpvmException {
         long t0 = System.nanoTime();
         Timings timings = new Timings();
         CompletableFuture<Void> warm = CompletableFuture.runAsync(Registry::warmUp);
@@ -171,13 +192,7 @@ public final class Supervisor {
                 setup.bytesScanned, timings.micros().getOrDefault("decode", 0L) / 1000.0,
                 setup.bytesScanned / Math.max(1.0, timings.micros().getOrDefault("decode", 1L)));
         }
-        warmUpCommands(session);
-        int status;
-        try (ControlServer control = server) {
-            status = control.serveUntilExit();
-        }
-        session.delete();
-        return status;
+        return new Launched(session, server);
     }
 
     /**
