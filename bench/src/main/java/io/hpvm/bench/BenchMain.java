@@ -96,6 +96,7 @@ public final class BenchMain {
         Files.createDirectories(nativeDir);
         gcc("dispatch", "-O2", "bench/native/dispatch.c");
         gcc("stall", "-O2", "-pthread", "bench/native/stall.c");
+        gcc("stall_gcc_s", "-O2", "-pthread", "bench/native/stall.c", "-Wl,--no-as-needed", "-lgcc_s");
         gcc("counter", "-O2", "examples/counter.c");
         gcc("counter_static", "-O2", "-static", "examples/counter.c");
         gcc("hello_time", "-O2", "bench/native/hello_time.c");
@@ -244,83 +245,15 @@ public final class BenchMain {
     // ---------------------------------------------------------------------------------------------- 2, 3, 5
 
     private void stallsAndSwaps() throws Exception {
-        int swaps = quick ? 20 : 50;
-        int windows = quick ? 3 : 6;
         Path stall = nativeDir.resolve("stall");
         try (Child c = new Child(List.of(hpvm.toString(), "run", stall.toString()), env, root);
              Child decoy = new Child(List.of(hpvm.toString(), "run", stall.toString()), env, root)) {
             int pid = waitReady(c);
             int decoyPid = waitReady(decoy);
-            // The measured worker gets CPU 1 to itself; everything else (this JVM doing the swaps, the supervisors,
-            // the decoy) shares CPU 0. Otherwise, on 2 cores, the scheduler's time slices (milliseconds) between
-            // the loop and the swapping JVM would be all one could see.
-            boolean pinned = pin(ProcessHandle.current().pid(), "0") & pin(c.process.pid(), "0")
-                & pin(decoy.process.pid(), "0") & pin(decoyPid, "0") & pin(pid, "1");
-            Child.await(c.out, 0, "ready"::equals, 10_000);
-            SwapEngine engine = new SwapEngine(SessionDir.find(pid));
-            SwapEngine decoyEngine = new SwapEngine(SessionDir.find(decoyPid));
-            Path[] objects = {nativeDir.resolve("tick_a.o"), nativeDir.resolve("tick_b.o")};
-            // Warm the JVM: the first swaps pay for class loading and compilation, not for anything the worker sees.
-            for (int i = 0; i < 5; i++) {
-                engine.swap("tick", objects[i % 2]);
-                decoyEngine.swap("tick", objects[i % 2]);
-            }
-            List<Double> swapMs = new ArrayList<>();
-            long[] over50 = new long[3];
-            List<Double> gapSwaps = new ArrayList<>();
-            List<Double> gapDecoy = new ArrayList<>();
-            List<Double> gapQuiet = new ArrayList<>();
-            long window = 0;
-            // Windows in rotation: swaps into the measured worker; the same swaps into a decoy worker (the machine
-            // just as busy, but nothing touches the measured one); no swaps at all. A single largest gap is at the
-            // mercy of one hypervisor hiccup, so the comparison is between the medians of the windows' maxima.
-            for (int round = 0; round < windows; round++) {
-                c.ask("reset", 10_000);
-                long t0 = System.nanoTime();
-                for (int i = 0; i < swaps; i++) {
-                    long s = System.nanoTime();
-                    engine.swap("tick", objects[i % 2]);
-                    swapMs.add((System.nanoTime() - s) / 1e6);
-                }
-                window = System.nanoTime() - t0;
-                String r = c.ask("report", 10_000);
-                gapSwaps.add(gap(r));
-                over50[0] += field(r, "over_50us");
-                c.ask("reset", 10_000);
-                for (int i = 0; i < swaps; i++) {
-                    decoyEngine.swap("tick", objects[i % 2]);
-                }
-                r = c.ask("report", 10_000);
-                gapDecoy.add(gap(r));
-                over50[1] += field(r, "over_50us");
-                c.ask("reset", 10_000);
-                TimeUnit.NANOSECONDS.sleep(window);
-                r = c.ask("report", 10_000);
-                gapQuiet.add(gap(r));
-                over50[2] += field(r, "over_50us");
-            }
-            Stats swapped = Stats.of(gapSwaps);
-            Stats decoyed = Stats.of(gapDecoy);
-            Stats quiet = Stats.of(gapQuiet);
-            double noise = Math.max(decoyed.median(), quiet.median());
-            double excess = swapped.median() - noise;
-            // If swaps stalled the worker, each one would add a gap: compare how many gaps over 50 us the loop saw
-            // in swap windows with the same count in the decoy windows, per swap.
-            int total = swaps * windows;
-            double extraPerSwap = (over50[0] - Math.max(over50[1], over50[2])) / (double) total;
-            fig.put("stall.excess", excess);
-            fig.put("stall.extraPerSwap", extraPerSwap);
-            report.row("2. worker stall", String.format("largest loop gap per window of %d swaps", swaps),
-                swapped.format("%.3f") + " ms", "<= no-swap noise + 0.05 ms", excess <= 0.05 && extraPerSwap < 0.05,
-                String.format("windows without swaps into this worker: decoy swaps %s ms, idle %s ms; largest single "
-                    + "gap with swaps %.3f ms, without %.3f ms. Gaps over 50 us: %d in the %d swap windows, %d in "
-                    + "the decoy windows, %d idle: %.3f more per swap than the noisier control", decoyed.format("%.3f"),
-                    quiet.format(
-                    "%.3f"), swapped.max(), Math.max(decoyed.max(), quiet.max()), over50[0], windows, over50[1],
-                    over50[2], extraPerSwap));
+            Stall st = stallWindows(c, pid, decoy, decoyPid, "");
             String gdb = gdbStall(c, pid);
             pin(ProcessHandle.current().pid(), "0-" + (Runtime.getRuntime().availableProcessors() - 1));
-            report.detail((pinned ? "" : "(CPU pinning with taskset failed: the figures include scheduling noise.)\n\n")
+            report.detail((st.pinned ? "" : "(CPU pinning with taskset failed: the figures include scheduling noise.)\n\n")
                 + String.format("""
                 ### 2. Worker stall during swaps
 
@@ -332,12 +265,14 @@ public final class BenchMain {
                 competes with the loop for a CPU), and an idle window. The measured worker is pinned to CPU 1 and
                 everything else to CPU 0 (taskset). A swap touches the measured worker only
                 through one 8-byte store into shared memory: no signal, no ptrace stop; a gap above the loaded control
-                would be hpvm's doing.
+                would be hpvm's doing. The same windows are then measured with the worker linked against libgcc_s
+                (`stall_gcc_s`): each swap then also registers `tick`'s unwind information, which hpvm's agent thread
+                does inside the worker, so no thread of the program is stopped either.
 
                 Debugger-style patching for comparison (`gdb -p PID -batch -ex 'set var debugger_flag = 1'`: attach,
-                write, detach): %s""", swaps, window / 1e9, windows, gdb));
+                write, detach): %s""", st.swaps, st.window / 1e9, st.windows, gdb));
 
-            Stats inProcess = Stats.of(swapMs);
+            Stats inProcess = Stats.of(st.swapMs);
             report.row("3. swap latency", "in-process swap (warm JVM)", inProcess.format("%.2f") + " ms", "", null,
                 "swap engine only: parse, lock, open registry, link, analyse, write, store, record");
             bigSwap(pid);
@@ -347,6 +282,101 @@ public final class BenchMain {
             c.waitFor(20_000);
             decoy.waitFor(20_000);
         }
+        Path withUnwinder = nativeDir.resolve("stall_gcc_s");
+        try (Child c = new Child(List.of(hpvm.toString(), "run", withUnwinder.toString()), env, root);
+             Child decoy = new Child(List.of(hpvm.toString(), "run", withUnwinder.toString()), env, root)) {
+            int pid = waitReady(c);
+            int decoyPid = waitReady(decoy);
+            stallWindows(c, pid, decoy, decoyPid, ", libgcc_s loaded (unwind info registered by hpvm's agent)");
+            pin(ProcessHandle.current().pid(), "0-" + (Runtime.getRuntime().availableProcessors() - 1));
+            c.send("quit");
+            decoy.send("quit");
+            c.waitFor(20_000);
+            decoy.waitFor(20_000);
+        }
+    }
+
+    /** What {@link #stallWindows} measured, for the report's detail. */
+    private record Stall(boolean pinned, int swaps, int windows, long window, List<Double> swapMs) {
+    }
+
+    /**
+     * Windows in rotation while {@code c}'s loop runs: swaps into it; the same swaps into {@code decoy} (the machine
+     * just as busy, but nothing touches the measured worker); no swaps at all. Reports the largest loop gap per
+     * window against the controls; returns the in-process swap times. Leaves this JVM pinned to CPU 0.
+     */
+    private Stall stallWindows(Child c, int pid, Child decoy, int decoyPid, String label) throws Exception {
+        int swaps = quick ? 20 : 50;
+        int windows = quick ? 3 : 6;
+        // The measured worker gets CPU 1 to itself; everything else (this JVM doing the swaps, the supervisors,
+        // the decoy) shares CPU 0. Otherwise, on 2 cores, the scheduler's time slices (milliseconds) between
+        // the loop and the swapping JVM would be all one could see.
+        boolean pinned = pin(ProcessHandle.current().pid(), "0") & pin(c.process.pid(), "0")
+            & pin(decoy.process.pid(), "0") & pin(decoyPid, "0") & pin(pid, "1");
+        Child.await(c.out, 0, "ready"::equals, 10_000);
+        SwapEngine engine = new SwapEngine(SessionDir.find(pid));
+        SwapEngine decoyEngine = new SwapEngine(SessionDir.find(decoyPid));
+        Path[] objects = {nativeDir.resolve("tick_a.o"), nativeDir.resolve("tick_b.o")};
+        // Warm the JVM: the first swaps pay for class loading and compilation, not for anything the worker sees.
+        for (int i = 0; i < 5; i++) {
+            engine.swap("tick", objects[i % 2]);
+            decoyEngine.swap("tick", objects[i % 2]);
+        }
+        List<Double> swapMs = new ArrayList<>();
+        long[] over50 = new long[3];
+        List<Double> gapSwaps = new ArrayList<>();
+        List<Double> gapDecoy = new ArrayList<>();
+        List<Double> gapQuiet = new ArrayList<>();
+        long window = 0;
+        // Windows in rotation: swaps into the measured worker; the same swaps into a decoy worker (the machine
+        // just as busy, but nothing touches the measured one); no swaps at all. A single largest gap is at the
+        // mercy of one hypervisor hiccup, so the comparison is between the medians of the windows' maxima.
+        for (int round = 0; round < windows; round++) {
+            c.ask("reset", 10_000);
+            long t0 = System.nanoTime();
+            for (int i = 0; i < swaps; i++) {
+                long s = System.nanoTime();
+                engine.swap("tick", objects[i % 2]);
+                swapMs.add((System.nanoTime() - s) / 1e6);
+            }
+            window = System.nanoTime() - t0;
+            String r = c.ask("report", 10_000);
+            gapSwaps.add(gap(r));
+            over50[0] += field(r, "over_50us");
+            c.ask("reset", 10_000);
+            for (int i = 0; i < swaps; i++) {
+                decoyEngine.swap("tick", objects[i % 2]);
+            }
+            r = c.ask("report", 10_000);
+            gapDecoy.add(gap(r));
+            over50[1] += field(r, "over_50us");
+            c.ask("reset", 10_000);
+            TimeUnit.NANOSECONDS.sleep(window);
+            r = c.ask("report", 10_000);
+            gapQuiet.add(gap(r));
+            over50[2] += field(r, "over_50us");
+        }
+        Stats swapped = Stats.of(gapSwaps);
+        Stats decoyed = Stats.of(gapDecoy);
+        Stats quiet = Stats.of(gapQuiet);
+        double noise = Math.max(decoyed.median(), quiet.median());
+        double excess = swapped.median() - noise;
+        // If swaps stalled the worker, each one would add a gap: compare how many gaps over 50 us the loop saw
+        // in swap windows with the same count in the decoy windows, per swap.
+        int total = swaps * windows;
+        double extraPerSwap = (over50[0] - Math.max(over50[1], over50[2])) / (double) total;
+        String key = label.isEmpty() ? "stall" : "stall.unwinder";
+        fig.put(key + ".excess", excess);
+        fig.put(key + ".extraPerSwap", extraPerSwap);
+        report.row("2. worker stall", String.format("largest loop gap per window of %d swaps%s", swaps, label),
+            swapped.format("%.3f") + " ms", "<= no-swap noise + 0.05 ms", excess <= 0.05 && extraPerSwap < 0.05,
+            String.format("windows without swaps into this worker: decoy swaps %s ms, idle %s ms; largest single "
+                + "gap with swaps %.3f ms, without %.3f ms. Gaps over 50 us: %d in the %d swap windows, %d in "
+                + "the decoy windows, %d idle: %.3f more per swap than the noisier control", decoyed.format("%.3f"),
+                quiet.format(
+                "%.3f"), swapped.max(), Math.max(decoyed.max(), quiet.max()), over50[0], windows, over50[1],
+                over50[2], extraPerSwap));
+        return new Stall(pinned, swaps, windows, window, swapMs);
     }
 
     /** Sets the CPU affinity of every thread of a process; false when taskset is missing or refuses. */
