@@ -13,15 +13,16 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.function.Supplier;
 
 /** The {@code hpvm} command line. */
 @Command(name = "hpvm", mixinStandardHelpOptions = true, version = "hpvm 0.1.0",
     description = {"Hot-patching VM for running native x86-64 Linux programs.", "",
         "Start a program under hpvm, then replace any of its functions while it runs with the same function "
             + "compiled into an ELF object file (gcc -c)."},
-    subcommands = {RunCommand.class, SwapCommand.class, PatchCommand.class, LsCommand.class,
-        RollbackCommand.class,
-        WarmupCommand.class, CommandLine.HelpCommand.class},
     footerHeading = "%nExit codes:%n",
     footer = {"  0  success (hpvm run: the worker's own exit status, 128+N if killed by signal N)",
         "  2  bad command line", "  3  no such session", "  4  bad object or executable file",
@@ -38,23 +39,50 @@ public final class Main implements Runnable {
         throw new CommandLine.ParameterException(spec.commandLine(), "a command is required");
     }
 
+    /** The subcommands, in the order the usage lists them. */
+    private static final Map<String, Supplier<Object>> COMMANDS = new LinkedHashMap<>();
+
+    static {
+        COMMANDS.put("run", RunCommand::new);
+        COMMANDS.put("swap", SwapCommand::new);
+        COMMANDS.put("patch", PatchCommand::new);
+        COMMANDS.put("ls", LsCommand::new);
+        COMMANDS.put("rollback", RollbackCommand::new);
+        COMMANDS.put("warmup", WarmupCommand::new);
+        COMMANDS.put("help", CommandLine.HelpCommand::new);
+    }
+
     /**
-     * The command line's model, built once per thread: picocli reads every command's annotations to build it, 11-15
-     * ms each time in the supervisor's JVM, which a command it serves would otherwise pay. Reusing it is what
-     * picocli supports: every option and parameter is reset to its initial value before each parse. Per thread,
-     * because the annotated command objects hold one parse's values (the supervisor serves one command at a time;
-     * its warm-up runs on its own thread).
+     * Command-line models, built once per thread and per first word. picocli reads every command's annotations to
+     * build a model (11-15 ms in the supervisor's warm JVM for the whole tree, tens of milliseconds in a new JVM), so
+     * a command line that names a subcommand gets a model with that subcommand only; anything else (no command,
+     * help, an unknown word, top-level options) gets the whole tree, so usage and errors list every command. Reusing
+     * a model is what picocli supports: every option and parameter is reset to its initial value before each parse.
+     * Per thread, because the annotated command objects hold one parse's values (the supervisor serves one command
+     * at a time; its warm-up runs on its own thread).
      */
-    private static final ThreadLocal<CommandLine> MODEL = ThreadLocal.withInitial(() -> {
-        CommandLine cl = new CommandLine(new Main());
-        cl.getSubcommands().get("run").setStopAtPositional(true);
-        return cl;
-    });
+    private static final ThreadLocal<Map<String, CommandLine>> MODELS = ThreadLocal.withInitial(HashMap::new);
+
+    private static CommandLine model(String[] args) {
+        String first = args.length > 0 && COMMANDS.containsKey(args[0]) && !args[0].equals("help") ? args[0] : "";
+        return MODELS.get().computeIfAbsent(first, only -> {
+            CommandLine cl = new CommandLine(new Main());
+            COMMANDS.forEach((name, command) -> {
+                if (only.isEmpty() || only.equals(name)) {
+                    cl.addSubcommand(name, command.get());
+                }
+            });
+            if (cl.getSubcommands().containsKey("run")) {
+                cl.getSubcommands().get("run").setStopAtPositional(true);
+            }
+            return cl;
+        });
+    }
 
     /** Runs the command line with the given streams and returns the exit code (tests call this in-process). */
     public static int execute(PrintStream out, PrintStream err, String... args) {
         System.setProperty("chronicle.analytics.disable", "true");
-        CommandLine cl = MODEL.get();
+        CommandLine cl = model(args);
         cl.setOut(new PrintWriter(out, true));
         cl.setErr(new PrintWriter(err, true));
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
