@@ -47,6 +47,93 @@ public final class CallSiteScanner {
                               LongPredicate isEntry, java.util.function.LongConsumer branchTargets) {
         Memory mem = new Memory(Math.max(1, text.length));
         mem.write(0, text, 0, text.length);
+        return scanRange(decoder, mem, text.length, textAddress, functions, isEntry, branchTargets);
+    }
+
+    /**
+     * As {@link #scan(Decoder, byte[], long, List, LongPredicate, java.util.function.LongConsumer)}, split between
+     * one thread per decoder (the calling thread takes the first share) by bytes of code. The result is the same
+     * as one scan's: sites in address order, undecodable functions in the given order, and every branch target
+     * reported to {@code branchTargets} on the calling thread. {@code isEntry} is called from every thread.
+     */
+    public static Result scan(List<Decoder> decoders, byte[] text, long textAddress, List<long[]> functions,
+                              LongPredicate isEntry, java.util.function.LongConsumer branchTargets) {
+        int k = decoders.size();
+        if (k <= 1 || functions.size() < 2 * k) {
+            return scan(decoders.get(0), text, textAddress, functions, isEntry, branchTargets);
+        }
+        Memory mem = new Memory(Math.max(1, text.length));
+        mem.write(0, text, 0, text.length);
+        long total = 0;
+        for (long[] f : functions) {
+            total += Math.max(0, f[1] - f[0]);
+        }
+        // Contiguous shares of about total/k bytes each.
+        List<List<long[]>> shares = new ArrayList<>();
+        List<long[]> current = new ArrayList<>();
+        long inShare = 0;
+        for (long[] f : functions) {
+            current.add(f);
+            inShare += Math.max(0, f[1] - f[0]);
+            if (inShare >= total / k && shares.size() < k - 1) {
+                shares.add(current);
+                current = new ArrayList<>();
+                inShare = 0;
+            }
+        }
+        shares.add(current);
+        Result[] results = new Result[shares.size()];
+        LongList[] targets = new LongList[shares.size()];
+        Throwable[] failed = new Throwable[shares.size()];
+        List<Thread> threads = new ArrayList<>();
+        for (int i = 1; i < shares.size(); i++) {
+            int share = i;
+            Thread t = new Thread(() -> {
+                try {
+                    LongList l = new LongList();
+                    results[share] = scanRange(decoders.get(share), mem, text.length, textAddress, shares.get(share),
+                        isEntry, l::add);
+                    targets[share] = l;
+                } catch (Throwable e) {
+                    failed[share] = e;
+                }
+            }, "hpvm-scan-" + i);
+            t.start();
+            threads.add(t);
+        }
+        results[0] = scanRange(decoders.get(0), mem, text.length, textAddress, shares.get(0), isEntry,
+            branchTargets);
+        for (Thread t : threads) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while scanning call sites", e);
+            }
+        }
+        List<CallSite> sites = new ArrayList<>(results[0].sites());
+        List<Long> undecodable = new ArrayList<>(results[0].undecodable());
+        long scanned = results[0].bytesScanned();
+        for (int i = 1; i < results.length; i++) {
+            if (failed[i] instanceof RuntimeException e) {
+                throw e;
+            } else if (failed[i] != null) {
+                throw new IllegalStateException(failed[i]);
+            }
+            sites.addAll(results[i].sites());
+            undecodable.addAll(results[i].undecodable());
+            scanned += results[i].bytesScanned();
+            for (int j = 0; j < targets[i].size(); j++) {
+                branchTargets.accept(targets[i].get(j));
+            }
+        }
+        sites.sort((a, b) -> Long.compare(a.address(), b.address()));
+        return new Result(sites, undecodable, scanned);
+    }
+
+    private static Result scanRange(Decoder decoder, Memory mem, long textLength, long textAddress,
+                                    List<long[]> functions, LongPredicate isEntry,
+                                    java.util.function.LongConsumer branchTargets) {
         List<CallSite> sites = new ArrayList<>();
         List<Long> undecodable = new ArrayList<>();
         List<CallSite> found = new ArrayList<>();
@@ -54,7 +141,7 @@ public final class CallSiteScanner {
         for (long[] f : functions) {
             long start = f[0];
             long end = f[1];
-            if (start < textAddress || end > textAddress + text.length || end <= start) {
+            if (start < textAddress || end > textAddress + textLength || end <= start) {
                 continue;
             }
             found.clear();

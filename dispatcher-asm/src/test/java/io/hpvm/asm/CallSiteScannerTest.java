@@ -136,6 +136,42 @@ class CallSiteScannerTest {
         }
     }
 
+    /**
+     * The scan split between threads finds exactly what one scan finds, in the same order, with the same branch
+     * targets and bytes scanned: over libc's exported functions (thousands of them, the split lands mid-list).
+     */
+    @Test
+    void aScanSplitBetweenThreadsFindsWhatOneScanFinds() throws LoadException {
+        ElfImage libc = ElfImage.read(Path.of("/lib/x86_64-linux-gnu/libc.so.6"));
+        Section text = libc.section(".text");
+        List<long[]> ranges = new ArrayList<>();
+        Set<Long> entries = new HashSet<>();
+        for (Symbol s : libc.dynamicSymbols()) {
+            if (s.isFunction() && s.isDefined() && s.size() > 0 && s.value() >= text.address()
+                && s.value() + s.size() <= text.address() + text.size()) {
+                ranges.add(new long[] {s.value(), s.value() + s.size()});
+                entries.add(s.value());
+            }
+        }
+        ranges.sort((a, b) -> Long.compare(a[0], b[0]));
+        assertTrue(ranges.size() > 1000, "libc has thousands of functions: " + ranges.size());
+        try (Decoder a = new Decoder(); Decoder b = new Decoder(); Decoder c = new Decoder()) {
+            List<Long> oneTargets = new ArrayList<>();
+            CallSiteScanner.Result one = CallSiteScanner.scan(a, text.data(), text.address(), ranges,
+                entries::contains, oneTargets::add);
+            for (List<Decoder> decoders : List.of(List.of(a, b), List.of(a, b, c))) {
+                List<Long> splitTargets = new ArrayList<>();
+                CallSiteScanner.Result split = CallSiteScanner.scan(decoders, text.data(), text.address(), ranges,
+                    entries::contains, splitTargets::add);
+                assertEquals(one.sites(), split.sites(), decoders.size() + " threads");
+                assertEquals(one.undecodable(), split.undecodable());
+                assertEquals(one.bytesScanned(), split.bytesScanned());
+                assertEquals(oneTargets, splitTargets, "every branch target, in the same order");
+            }
+            assertTrue(one.sites().size() > 1000, "libc calls its own exported functions: " + one.sites().size());
+        }
+    }
+
     @Test
     void findsConditionalAndUnconditionalTailJumps() throws LoadException {
         Gcc.write(dir, "jcc.s", ASM_JCC);

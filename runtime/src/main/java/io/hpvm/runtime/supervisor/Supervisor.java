@@ -266,7 +266,7 @@ public final class Supervisor {
     }
 
     /** What {@link #prepare} did, for the registry. */
-    private static final class Setup {
+    static final class Setup {
         long bias;
         long slotsAddress;
         long codeAddress;
@@ -283,15 +283,11 @@ public final class Supervisor {
         long trampolines;
         /** The worker's descriptor of the code memfd (noexec session root), or -1 when the code region is a file. */
         int codeFd = -1;
-        /** Every direct branch target in the program (millions in a large one: kept unboxed). */
-        long[] branchTargets = new long[1 << 16];
-        int branchTargetCount;
+        /** Every direct branch target in the program. */
+        final io.hpvm.asm.LongList branchTargets = new io.hpvm.asm.LongList();
 
         void addBranchTarget(long target) {
-            if (branchTargetCount == branchTargets.length) {
-                branchTargets = java.util.Arrays.copyOf(branchTargets, branchTargetCount * 2);
-            }
-            branchTargets[branchTargetCount++] = target;
+            branchTargets.add(target);
         }
         Map<Integer, Long> trampolineOf = new HashMap<>();
         Map<Integer, String> entryNotes = new HashMap<>();
@@ -338,11 +334,13 @@ public final class Supervisor {
             }
             code.write(s.callPad, CALL_PAD);
             timings.mark("stubs");
-            Map<Long, byte[]> texts = rewriteCallSites(mem, image, s, slotOfEntry, timings);
+            TextPatches text = rewriteCallSites(mem, image, s, slotOfEntry, timings);
             if (options.redirectEntries()) {
-                redirectEntries(mem, code, slots, image, functions, s, texts);
+                EntryRedirection.redirect(code, slots, PatchableFunctions.codeRanges(image, s.bias), functions, s, text);
                 timings.mark("redirect");
             }
+            text.flush(mem);
+            timings.mark("write");
             if (options.agent()) {
                 s.agent = AgentLaunch.start(tracee, mem, code, entryPoint, s.agentCode, image, s.bias, maps);
                 timings.mark("agent");
@@ -355,26 +353,26 @@ public final class Supervisor {
         return s;
     }
 
-    private static long stubAddress(Setup s, int index) {
+    static long stubAddress(Setup s, int index) {
         return s.codeAddress + (long) index * Snippets.STUB_STRIDE;
     }
 
     /**
-     * Rewrites the call sites in the worker and in a copy of its text (returned per segment start, as the worker
-     * now has it), collecting every direct branch target on the way.
+     * Rewrites the call sites in a copy of the worker's text (written into the worker by {@link TextPatches#flush}),
+     * collecting every direct branch target on the way.
      */
-    private Map<Long, byte[]> rewriteCallSites(ProcessMemory mem, ElfImage image, Setup s,
-                                               Map<Long, Integer> slotOfEntry, Timings timings)
-        throws SystemException {
+    private TextPatches rewriteCallSites(ProcessMemory mem, ElfImage image, Setup s, Map<Long, Integer> slotOfEntry,
+                                         Timings timings) throws SystemException {
         List<long[]> ranges = PatchableFunctions.codeRanges(image, s.bias);
-        Map<Long, byte[]> texts = new HashMap<>();
-        try (Decoder decoder = new Decoder()) {
+        TextPatches patches = new TextPatches();
+        // Two decoders: the scan is split between two threads (the machines hpvm measures on have two cores).
+        try (Decoder decoder = new Decoder(); Decoder second = new Decoder()) {
             for (Segment seg : image.executableSegments()) {
                 long start = s.bias + seg.vaddr();
                 byte[] text = mem.read(start, (int) seg.fileSize());
-                texts.put(start, text);
+                patches.addSegment(start, text);
                 timings.mark("rewrite");
-                CallSiteScanner.Result r = CallSiteScanner.scan(decoder, text, start, ranges,
+                CallSiteScanner.Result r = CallSiteScanner.scan(List.of(decoder, second), text, start, ranges,
                     slotOfEntry::containsKey, s::addBranchTarget);
                 s.bytesScanned += r.bytesScanned();
                 timings.mark("decode");
@@ -383,94 +381,14 @@ public final class Supervisor {
                     int slot = slotOfEntry.get(site.target());
                     int at = (int) (site.displacementAddress() - start);
                     rel.putInt(at, site.displacementTo(stubAddress(s, slot)));
-                    mem.write(site.displacementAddress(), java.util.Arrays.copyOfRange(text, at, at + 4));
+                    patches.edited(site.displacementAddress(), 4);
                     s.sitesPerFunction.merge(site.target(), 1, Integer::sum);
                     s.callSites++;
                 }
                 timings.mark("rewrite");
             }
         }
-        return texts;
-    }
-
-    /**
-     * Entry redirection: for each function whose first instructions can be proven movable, copy them into a
-     * trampoline (its version 0, which the slot now holds) and overwrite them with {@code jmp stub}, so calls that
-     * were not rewritten (function pointers, callbacks, short tail jumps, other libraries) reach the current
-     * version too. Planned from the already-rewritten text, so a displaced call keeps going through its stub.
-     */
-    private void redirectEntries(ProcessMemory mem, CodeRegion code, SlotTable slots, ElfImage image,
-                                 List<PatchableFunctions.Function> functions, Setup s, Map<Long, byte[]> texts)
-        throws SystemException {
-        java.util.TreeSet<Long> starts = new java.util.TreeSet<>();
-        for (long[] r : PatchableFunctions.codeRanges(image, s.bias)) {
-            s.addBranchTarget(r[0]);
-            starts.add(r[0]);
-        }
-        long[] sorted = java.util.Arrays.copyOf(s.branchTargets, s.branchTargetCount);
-        java.util.Arrays.sort(sorted);
-        java.util.function.LongPredicate forbidden = a -> java.util.Arrays.binarySearch(sorted, a) >= 0;
-        try (Decoder decoder = new Decoder()) {
-            for (int i = 0; i < functions.size(); i++) {
-                PatchableFunctions.Function f = functions.get(i);
-                long entry = s.bias + f.address();
-                byte[] body = bytesOf(texts, entry, f.size());
-                if (body == null) {
-                    s.entryNotes.put(i, "code not in an executable segment");
-                    continue;
-                }
-                long trampoline = s.trampolines + (long) i * Relocator.MAX_TRAMPOLINE;
-                int padding = body.length < Relocator.JUMP_SIZE + 4
-                    ? unusedPadding(decoder, texts, entry + f.size(), starts, forbidden) : 0;
-                Relocator.Plan plan = Relocator.plan(decoder, body, entry, trampoline, forbidden, padding);
-                if (!plan.isValid()) {
-                    s.entryNotes.put(i, plan.refusal());
-                    continue;
-                }
-                code.write(trampoline, plan.trampoline());
-                slots.setRelease(i, trampoline);
-                mem.write(plan.patchAt(), plan.entryPatch(stubAddress(s, i)));
-                s.trampolineOf.put(i, trampoline);
-            }
-        }
-    }
-
-    /**
-     * Bytes of alignment filler after a function (up to the next function, at most 16) that are provably unused:
-     * they decode as nop or int3 and no branch lands on them.
-     */
-    private static int unusedPadding(Decoder decoder, Map<Long, byte[]> texts, long from,
-                                     java.util.TreeSet<Long> starts, java.util.function.LongPredicate forbidden) {
-        Long next = starts.higher(from - 1);
-        long end = Math.min(from + 16, next == null ? from + 16 : next);
-        byte[] gap = end > from ? bytesOf(texts, from, end - from) : null;
-        if (gap == null) {
-            return 0;
-        }
-        int[] ok = {0};
-        decoder.decode(gap, from, insn -> {
-            String m = insn.mnemonic();
-            boolean filler = m.equals("nop") || m.equals("int3")
-                || m.equals("xchg") && insn.operands().equals("ax, ax"); // 66 90, the 2-byte nop
-            for (long a = insn.address(); filler && a < insn.address() + insn.size(); a++) {
-                filler = !forbidden.test(a);
-            }
-            if (filler) {
-                ok[0] += insn.size();
-            }
-            return filler;
-        });
-        return ok[0];
-    }
-
-    private static byte[] bytesOf(Map<Long, byte[]> texts, long address, long size) {
-        for (Map.Entry<Long, byte[]> t : texts.entrySet()) {
-            long off = address - t.getKey();
-            if (off >= 0 && off + size <= t.getValue().length) {
-                return java.util.Arrays.copyOfRange(t.getValue(), (int) off, (int) (off + size));
-            }
-        }
-        return null;
+        return patches;
     }
 
     private static long loadBias(int pid, ElfImage image) throws SystemException {
