@@ -216,13 +216,27 @@ final class ElfReader {
                 throw bad(path, label + " links to section " + link + " (sh_link), past the section header table ("
                     + total + " sections)");
             }
-            byte[] data = i == 0 || shType == 0 || shType == Elf.SHT_NOBITS ? new byte[0] : contents(i, h, label);
-            sections.add(new Section(i, name, shType, h[2], h[3], h[4], h[5], align, (int) link, (int) info, data));
+            if (i == 0 || shType == 0 || shType == Elf.SHT_NOBITS) {
+                sections.add(new Section(i, name, shType, h[2], h[3], h[4], h[5], align, (int) link, (int) info,
+                    new byte[0]));
+            } else {
+                checkContents(h, label);
+                sections.add(Section.lazy(i, name, shType, h[2], h[3], h[4], h[5], align, (int) link, (int) info,
+                    file, (int) h[4], (int) h[5]));
+            }
         }
     }
 
     /** The bytes of a section, after checking they lie inside the file. */
     private byte[] contents(int index, long[] h, String label) throws LoadException {
+        checkContents(h, label);
+        byte[] out = new byte[(int) h[5]];
+        file.get((int) h[4], out);
+        return out;
+    }
+
+    /** The section's contents lie inside the file. */
+    private void checkContents(long[] h, String label) throws LoadException {
         long offset = h[4];
         long size = h[5];
         if (!within(offset, size, file.limit())) {
@@ -230,9 +244,6 @@ final class ElfReader {
                 + "lies past the end of the file (" + file.limit() + " bytes): the file is truncated or the section "
                 + "header is corrupt");
         }
-        byte[] out = new byte[(int) size];
-        file.get((int) offset, out);
-        return out;
     }
 
     private void readSegments(long phoff, int entsize, int count) throws LoadException {
