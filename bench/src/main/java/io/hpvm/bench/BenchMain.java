@@ -35,21 +35,21 @@ import java.util.regex.Pattern;
  */
 public final class BenchMain {
 
-    private static final Pattern READY = Pattern.compile("\\(pid (\\d+)\\) ready in (\\d+) ms: (\\d+) functions "
+    static final Pattern READY = Pattern.compile("\\(pid (\\d+)\\) ready in (\\d+) ms: (\\d+) functions "
         + "patchable, (\\d+) call sites rewritten");
-    private static final Pattern TIMINGS = Pattern.compile("timings: (.*?); text scanned (\\d+) bytes in ([0-9.]+) "
+    static final Pattern TIMINGS = Pattern.compile("timings: (.*?); text scanned (\\d+) bytes in ([0-9.]+) "
         + "ms \\(([0-9.]+) MB/s\\)");
 
-    private final boolean quick;
-    private final Path root;
-    private final Path hpvm;
+    final boolean quick;
+    final Path root;
+    final Path hpvm;
     private final Path work;
     private final Path sessions;
-    private final Map<String, String> env;
-    private final Report report = new Report();
-    private Path nativeDir;
+    final Map<String, String> env;
+    final Report report = new Report();
+    Path nativeDir;
     /** Figures the closing analysis refers to. */
-    private final Map<String, Double> fig = new java.util.HashMap<>();
+    final Map<String, Double> fig = new java.util.HashMap<>();
     private String swapBreakdown = "";
 
     private BenchMain(boolean quick, Path root) {
@@ -114,7 +114,7 @@ public final class BenchMain {
         commandLatency();
         unwindRegistration(true);
         unwindRegistration(false);
-        launch();
+        new LaunchBench(this).run();
         jmh();
         analysis();
     }
@@ -252,8 +252,9 @@ public final class BenchMain {
             int decoyPid = waitReady(decoy);
             Stall st = stallWindows(c, pid, decoy, decoyPid, "");
             String gdb = gdbStall(c, pid);
-            pin(ProcessHandle.current().pid(), "0-" + (Runtime.getRuntime().availableProcessors() - 1));
-            report.detail((st.pinned ? "" : "(CPU pinning with taskset failed: the figures include scheduling noise.)\n\n")
+            Host.pin(ProcessHandle.current().pid(), "0-" + (Runtime.getRuntime().availableProcessors() - 1));
+            report.detail((st.pinned ? ""
+                : "(CPU pinning with taskset failed: the figures include scheduling noise.)\n\n")
                 + String.format("""
                 ### 2. Worker stall during swaps
 
@@ -293,7 +294,7 @@ public final class BenchMain {
             int decoyPid = waitReady(decoy);
             stallWindows(c, pid, decoy, decoyPid, ", libgcc_s loaded (unwind info registered by hpvm's agent, "
                 + "the agent on CPU 0)");
-            pin(ProcessHandle.current().pid(), "0-" + (Runtime.getRuntime().availableProcessors() - 1));
+            Host.pin(ProcessHandle.current().pid(), "0-" + (Runtime.getRuntime().availableProcessors() - 1));
             c.send("quit");
             decoy.send("quit");
             c.waitFor(20_000);
@@ -316,14 +317,14 @@ public final class BenchMain {
         // The measured worker gets CPU 1 to itself; everything else (this JVM doing the swaps, the supervisors,
         // the decoy) shares CPU 0. Otherwise, on 2 cores, the scheduler's time slices (milliseconds) between
         // the loop and the swapping JVM would be all one could see.
-        boolean pinned = pin(ProcessHandle.current().pid(), "0") & pin(c.process.pid(), "0")
-            & pin(decoy.process.pid(), "0") & pin(decoyPid, "0") & pin(pid, "1");
+        boolean pinned = Host.pin(ProcessHandle.current().pid(), "0") & Host.pin(c.process.pid(), "0")
+            & Host.pin(decoy.process.pid(), "0") & Host.pin(decoyPid, "0") & Host.pin(pid, "1");
         // hpvm's agent thread (a worker with libgcc_s has one) is a thread of the worker, so the line above pinned
         // it to the loop's CPU, where each registration (0.1-0.3 ms of CPU) would take turns with the loop: a
         // measurement of CPU sharing, not of pausing. It goes to CPU 0 with the rest (first run with it on CPU 1:
         // 0.45 more gaps over 50 us per swap than the control).
-        for (long agent : threadsNamed(pid, "hpvm-agent")) {
-            pinned &= pinThread(agent, "0");
+        for (long agent : Host.threadsNamed(pid, "hpvm-agent")) {
+            pinned &= Host.pinThread(agent, "0");
         }
         Child.await(c.out, 0, "ready"::equals, 10_000);
         SwapEngine engine = new SwapEngine(SessionDir.find(pid));
@@ -353,20 +354,20 @@ public final class BenchMain {
             }
             window = System.nanoTime() - t0;
             String r = c.ask("report", 10_000);
-            gapSwaps.add(gap(r));
-            over50[0] += field(r, "over_50us");
+            gapSwaps.add(Host.gap(r));
+            over50[0] += Host.field(r, "over_50us");
             c.ask("reset", 10_000);
             for (int i = 0; i < swaps; i++) {
                 decoyEngine.swap("tick", objects[i % 2]);
             }
             r = c.ask("report", 10_000);
-            gapDecoy.add(gap(r));
-            over50[1] += field(r, "over_50us");
+            gapDecoy.add(Host.gap(r));
+            over50[1] += Host.field(r, "over_50us");
             c.ask("reset", 10_000);
             TimeUnit.NANOSECONDS.sleep(window);
             r = c.ask("report", 10_000);
-            gapQuiet.add(gap(r));
-            over50[2] += field(r, "over_50us");
+            gapQuiet.add(Host.gap(r));
+            over50[2] += Host.field(r, "over_50us");
         }
         Stats swapped = Stats.of(gapSwaps);
         Stats decoyed = Stats.of(gapDecoy);
@@ -391,59 +392,6 @@ public final class BenchMain {
         return new Stall(pinned, swaps, windows, window, swapMs);
     }
 
-    /** Thread ids of {@code pid} whose name ({@code comm}) is {@code name}. */
-    private static List<Long> threadsNamed(long pid, String name) {
-        List<Long> out = new ArrayList<>();
-        try (var tasks = Files.list(Path.of("/proc/" + pid + "/task"))) {
-            for (Path t : tasks.toList()) {
-                if (Files.readString(t.resolve("comm")).trim().equals(name)) {
-                    out.add(Long.parseLong(t.getFileName().toString()));
-                }
-            }
-        } catch (IOException e) {
-            // the worker is gone: nothing to pin
-        }
-        return out;
-    }
-
-    /** Sets the CPU affinity of one thread; false when taskset is missing or refuses. */
-    private static boolean pinThread(long tid, String cpus) {
-        try {
-            Process p = new ProcessBuilder("taskset", "-p", "-c", cpus, Long.toString(tid))
-                .redirectErrorStream(true).start();
-            p.getInputStream().readAllBytes();
-            return p.waitFor() == 0;
-        } catch (IOException | InterruptedException e) {
-            return false;
-        }
-    }
-
-    /** Sets the CPU affinity of every thread of a process; false when taskset is missing or refuses. */
-    private static boolean pin(long pid, String cpus) {
-        try {
-            Process p = new ProcessBuilder("taskset", "-a", "-p", "-c", cpus, Long.toString(pid))
-                .redirectErrorStream(true).start();
-            p.getInputStream().readAllBytes();
-            return p.waitFor() == 0;
-        } catch (IOException | InterruptedException e) {
-            return false;
-        }
-    }
-
-    private static long field(String reportLine, String name) {
-        String[] f = reportLine.split(" ");
-        for (int i = 0; i + 1 < f.length; i++) {
-            if (f[i].equals(name)) {
-                return Long.parseLong(f[i + 1]);
-            }
-        }
-        return 0;
-    }
-
-    private static double gap(String reportLine) {
-        return Long.parseLong(reportLine.split(" ")[1]) / 1e6;
-    }
-
     private String gdbStall(Child c, int pid) throws Exception {
         if (!Files.isExecutable(Path.of("/usr/bin/gdb"))) {
             report.row("2. worker stall", "gdb attach-write-detach", "n/a", "", null, "gdb is not installed");
@@ -456,7 +404,7 @@ public final class BenchMain {
         p.getInputStream().readAllBytes();
         p.waitFor();
         double ms = (System.nanoTime() - t0) / 1e6;
-        double g = gap(c.ask("report", 10_000));
+        double g = Host.gap(c.ask("report", 10_000));
         report.row("2. worker stall", "gdb attach-write-detach (reference)", String.format("%.3f ms", g), "", null,
             String.format("the worker's loop stopped for %.1f ms; gdb ran %.0f ms", g, ms));
         return String.format("the loop stalled %.1f ms (gdb ran %.0f ms in all).", g, ms);
@@ -638,121 +586,10 @@ public final class BenchMain {
         }
     }
 
-    // ---------------------------------------------------------------------------------------------- 4. launch
-
-    private void launch() throws Exception {
-        int rounds = quick ? 3 : 7;
-        // Time to main: the worker prints CLOCK_REALTIME at the start of main.
-        for (String[] prog : new String[][] {
-            {"small C worker", nativeDir.resolve("hello_time").toString()},
-            {"python3.11", "/usr/bin/python3.11", "-c", "import time; print(time.time_ns())"}}) {
-            if (!Files.isExecutable(Path.of(prog[1]))) {
-                continue;
-            }
-            List<Double> nat = new ArrayList<>();
-            List<Double> vm = new ArrayList<>();
-            for (int r = 0; r < rounds; r++) {
-                nat.add(timeToMain(false, prog));
-                vm.add(timeToMain(true, prog));
-            }
-            Stats a = Stats.of(nat);
-            Stats b = Stats.of(vm);
-            double goal = prog[0].startsWith("python") ? 600 : 350; // issue 10
-            report.row("4. launch", "time to main: " + prog[0], b.format("%.0f") + " ms", "<= " + (int) goal + " ms",
-                b.median() <= goal,
-                String.format("native %s ms; hpvm adds %.0f ms (JVM start, spawn, analysis, injection, rewriting)",
-                    a.format("%.1f"), b.median() - a.median()));
-        }
-        // Phases and decode throughput at several text sizes.
-        List<String[]> programs = new ArrayList<>();
-        programs.add(new String[] {"examples/counter (small)", nativeDir.resolve("counter").toString(), "1"});
-        programs.add(new String[] {"counter -static (libc inside)", nativeDir.resolve("counter_static").toString(),
-            "1"});
-        if (Files.isExecutable(Path.of("/usr/bin/python3.11"))) {
-            programs.add(new String[] {"python3.11 (exported functions only)", "/usr/bin/python3.11", "-c", "pass"});
-        }
-        Path cc1 = Path.of("/usr/lib/gcc/x86_64-linux-gnu/12/cc1");
-        if (Files.isExecutable(cc1)) {
-            programs.add(new String[] {"gcc's cc1 (large, with symbols)", cc1.toString(), "--version"});
-        }
-        StringBuilder table = new StringBuilder("| program | .text | functions | call sites | ready | phases |\n"
-            + "|---|---|---|---|---|---|\n");
-        for (String[] p : programs) {
-            List<Double> ready = new ArrayList<>();
-            String[] last = null;
-            for (int r = 0; r < (quick ? 1 : 3); r++) {
-                last = launchPhases(p);
-                ready.add(Double.parseDouble(last[0]));
-            }
-            long textBytes = textSize(Path.of(p[1]));
-            double mbs = Double.parseDouble(last[5]);
-            boolean sizeable = Long.parseLong(last[4]) > 100_000;
-            if (sizeable) {
-                fig.merge("decode.best", mbs, Math::max);
-                fig.merge("decode.worst", mbs, Math::min);
-            }
-            report.row("4. launch", "decode throughput: " + p[0], String.format("%.1f MB/s", mbs), sizeable
-                ? ">= 15 MB/s (issue 3)" : "", sizeable ? mbs >= 15 : null, String.format("%s bytes scanned of "
-                + "%.2f MB .text; ready in %s ms", last[4], textBytes / 1e6, Stats.of(ready).format("%.0f")));
-            table.append(String.format("| %s | %.2f MB | %s | %s | %s ms | %s |%n", p[0], textBytes / 1e6, last[1],
-                last[2], Stats.of(ready).format("%.0f"), last[3]));
-        }
-        report.detail("""
-            ### 4. Launch cost and scale
-
-            "ready" is from `hpvm run` starting (JVM included) to the ready line: the worker was released before it
-            (see "time to main"), the registry written while the worker already runs. Phases from `hpvm run --timings` (one run): `elf` reading the
-            executable, `spawn` posix_spawn to stopped-at-entry, `stubs` session files and stubs, `inject` the
-            injected openat/mmap/close, `decode` Capstone over the functions' code, `rewrite` reading the text and
-            writing the rewritten call sites, `registry` the Chronicle Map (after release).
-
-            """ + table);
-    }
-
-    private double timeToMain(boolean underHpvm, String[] prog) {
-        List<String> cmd = new ArrayList<>();
-        if (underHpvm) {
-            cmd.addAll(List.of(hpvm.toString(), "run", "--quiet"));
-        }
-        cmd.addAll(List.of(prog).subList(1, prog.length));
-        Instant start = Instant.now();
-        try (Child c = new Child(cmd, env, root)) {
-            String line = Child.await(c.out, 0, l -> l.matches("\\d{15,}"), 60_000);
-            c.waitFor(60_000);
-            long startNs = start.getEpochSecond() * 1_000_000_000L + start.getNano();
-            return (Long.parseLong(line) - startNs) / 1e6;
-        }
-    }
-
-    /** ready ms, functions, call sites, phase text, bytes scanned, MB/s. */
-    private String[] launchPhases(String[] prog) {
-        List<String> cmd = new ArrayList<>(List.of(hpvm.toString(), "run", "--timings"));
-        cmd.addAll(List.of(prog).subList(1, prog.length));
-        try (Child c = new Child(cmd, env, root)) {
-            c.waitFor(120_000);
-            String ready = Child.await(c.err, 0, l -> READY.matcher(l).find(), 1000);
-            String t = Child.await(c.err, 0, l -> TIMINGS.matcher(l).find(), 1000);
-            Matcher r = READY.matcher(ready);
-            Matcher m = TIMINGS.matcher(t);
-            r.find();
-            m.find();
-            return new String[] {r.group(2), r.group(3), r.group(4), m.group(1), m.group(2), m.group(4)};
-        }
-    }
-
-    private static long textSize(Path exe) {
-        try {
-            Section text = ElfImage.read(exe).section(".text");
-            return text == null ? 0 : text.size();
-        } catch (Exception e) {
-            return 0;
-        }
-    }
-
     // ---------------------------------------------------------------------------------------------- 5. memory
 
     private void memory(Child supervisor, int pid, String what) throws Exception {
-        long rss = rssKb(supervisor.process.pid());
+        long rss = Host.rssKb(supervisor.process.pid());
         report.row("5. memory", "supervisor resident size: " + what, rss / 1024 + " MiB", "", null,
             "VmRSS of the `hpvm run` JVM while the worker runs");
         // A large session: python3.11 with its exported functions.
@@ -765,32 +602,15 @@ public final class BenchMain {
             int py = waitReady(c);
             SessionDir s = SessionDir.find(py);
             int functions = registryFunctions(py);
-            long slots = allocated(s.workerPath("slots"));
-            long code = allocated(s.workerPath("code"));
-            long registry = allocated(s.workerPath("registry"));
+            long slots = Host.allocated(s.workerPath("slots"));
+            long code = Host.allocated(s.workerPath("code"));
+            long registry = Host.allocated(s.workerPath("registry"));
             report.row("5. memory", "shared regions per function (python3.11, " + functions + " functions)",
                 String.format("%.0f B", (slots + code + registry) / (double) functions), "", null,
                 String.format("slots %d KiB + code %d KiB (stubs %d B each) + registry %d KiB allocated; supervisor "
                     + "RSS %d MiB", slots / 1024, code / 1024, io.hpvm.asm.Snippets.STUB_STRIDE, registry / 1024,
-                    rssKb(c.process.pid()) / 1024));
+                    Host.rssKb(c.process.pid()) / 1024));
         }
-    }
-
-    private static long rssKb(long pid) throws IOException {
-        for (String l : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
-            if (l.startsWith("VmRSS:")) {
-                return Long.parseLong(l.replaceAll("[^0-9]", ""));
-            }
-        }
-        return -1;
-    }
-
-    /** Bytes of tmpfs actually allocated to a (sparse) file. */
-    private static long allocated(Path p) throws IOException, InterruptedException {
-        Process du = new ProcessBuilder("du", "--block-size=1", p.toString()).start();
-        String out = new String(du.getInputStream().readAllBytes()).trim();
-        du.waitFor();
-        return Long.parseLong(out.split("\\s+")[0]);
     }
 
     // ---------------------------------------------------------------------------------------------- JMH
