@@ -20,32 +20,51 @@ public final class ProcFs {
     /**
      * One line of {@code /proc/PID/maps}.
      *
-     * @param path mapped file, or "" for anonymous mappings ("[heap]", "[stack]" kept as is)
+     * @param device the file's device as maps writes it ({@code "08:01"}; {@code "00:00"} for anonymous mappings)
+     * @param path   mapped file, or "" for anonymous mappings ("[heap]", "[stack]" kept as is)
      */
-    public record Mapping(long start, long end, String perms, long offset, long inode, String path) {
+    public record Mapping(long start, long end, String perms, long offset, String device, long inode, String path) {
         public boolean isExecutable() {
             return perms.length() > 2 && perms.charAt(2) == 'x';
         }
     }
 
     public static List<Mapping> maps(int pid) throws SystemException {
-        List<String> lines;
+        String text;
         try {
-            lines = Files.readAllLines(Path.of("/proc/" + pid + "/maps"));
+            text = Files.readString(Path.of("/proc/" + pid + "/maps"));
         } catch (IOException e) {
             throw new SystemException("read /proc/" + pid + "/maps: " + e.getMessage(), e);
         }
+        // Fields taken by hand rather than with a regular expression per line: thin commands read maps in a cold
+        // JVM (session liveness), and launch reads a large program's maps several times.
         List<Mapping> out = new ArrayList<>();
-        for (String line : lines) {
-            String[] f = line.trim().split("\\s+", 6);
-            if (f.length < 5) {
+        for (String line : text.split("\n")) {
+            String[] f = new String[5];
+            int at = 0;
+            for (int i = 0; i < 5 && at >= 0; i++) {
+                at = skipSpaces(line, at);
+                int end = line.indexOf(' ', at);
+                end = end < 0 ? line.length() : end;
+                f[i] = end > at ? line.substring(at, end) : null;
+                at = f[i] == null ? -1 : end;
+            }
+            int dash = at < 0 ? -1 : f[0].indexOf('-');
+            if (dash < 0) {
                 continue;
             }
-            String[] range = f[0].split("-");
-            out.add(new Mapping(Long.parseUnsignedLong(range[0], 16), Long.parseUnsignedLong(range[1], 16), f[1],
-                Long.parseUnsignedLong(f[2], 16), Long.parseLong(f[4]), f.length > 5 ? f[5] : ""));
+            out.add(new Mapping(Long.parseUnsignedLong(f[0], 0, dash, 16),
+                Long.parseUnsignedLong(f[0], dash + 1, f[0].length(), 16), f[1], Long.parseUnsignedLong(f[2], 16),
+                f[3], Long.parseLong(f[4]), line.substring(skipSpaces(line, at)).strip()));
         }
         return out;
+    }
+
+    private static int skipSpaces(String s, int at) {
+        while (at < s.length() && Character.isWhitespace(s.charAt(at))) {
+            at++;
+        }
+        return at;
     }
 
     /** The value of an auxiliary vector entry of a process. */

@@ -176,40 +176,16 @@ public final class SessionDir {
     /** True when process {@code p} maps the file {@code f} (with permissions starting {@code perms}, if given). */
     private static boolean maps(int p, FileSystem.Stat f, String perms) {
         String dev = f.mapsDevice();
-        String ino = Long.toString(f.ino());
-        // By hand rather than with a regular expression per line: every thin command runs this in a cold JVM.
         try {
-            for (String l : Files.readString(Path.of("/proc/" + p + "/maps")).split("\n")) {
-                String[] c = fields(l, 5);
-                if (c != null && c[4].equals(ino) && c[3].equals(dev) && (perms == null || c[1].startsWith(perms))) {
+            for (ProcFs.Mapping m : ProcFs.maps(p)) {
+                if (m.inode() == f.ino() && m.device().equals(dev) && (perms == null || m.perms().startsWith(perms))) {
                     return true;
                 }
             }
             return false;
-        } catch (IOException | RuntimeException e) {
-            return false;
+        } catch (SystemException | RuntimeException e) {
+            return false; // the process ended meanwhile
         }
-    }
-
-    /** The first {@code n} space-separated fields of {@code line}, or null when it has fewer. */
-    private static String[] fields(String line, int n) {
-        String[] out = new String[n];
-        int at = 0;
-        for (int i = 0; i < n; i++) {
-            while (at < line.length() && line.charAt(at) == ' ') {
-                at++;
-            }
-            int end = line.indexOf(' ', at);
-            if (end < 0) {
-                end = line.length();
-            }
-            if (end == at) {
-                return null;
-            }
-            out[i] = line.substring(at, end);
-            at = end;
-        }
-        return out;
     }
 
     /**
