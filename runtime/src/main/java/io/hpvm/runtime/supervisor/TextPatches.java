@@ -22,40 +22,42 @@ final class TextPatches {
     /** Segment start -> the segment's bytes as the worker will have them. */
     private final Map<Long, byte[]> texts = new HashMap<>();
     private final Map<Long, BitSet> dirty = new HashMap<>();
-    private final List<Object[]> pending = new ArrayList<>(); // {Long address, byte[] bytes}
+    private final List<Patch> pending = new ArrayList<>();
 
+    private record Patch(long address, byte[] bytes) {
+    }
+
+    /** Adds a segment's copy; call-site rewriting edits it in place, then calls {@link #edited}. */
     void addSegment(long start, byte[] bytes) {
         texts.put(start, bytes);
         dirty.put(start, new BitSet());
     }
 
-    /** The copies, segment start -> bytes (call-site rewriting edits them in place, then calls {@link #edited}). */
-    Map<Long, byte[]> texts() {
-        return texts;
-    }
-
-    /** A copy of {@code size} bytes at {@code address} as the copies have them now, or null outside them. */
-    byte[] bytes(long address, long size) {
+    /** The start of the segment whose copy holds {@code [address, address + length)}, or null. */
+    private Long segmentOf(long address, long length) {
         for (Map.Entry<Long, byte[]> t : texts.entrySet()) {
             long off = address - t.getKey();
-            if (off >= 0 && off + size <= t.getValue().length) {
-                return java.util.Arrays.copyOfRange(t.getValue(), (int) off, (int) (off + size));
+            if (off >= 0 && off + length <= t.getValue().length) {
+                return t.getKey();
             }
         }
         return null;
     }
 
+    /** A copy of {@code size} bytes at {@code address} as the copies have them now, or null outside them. */
+    byte[] bytes(long address, long size) {
+        Long start = segmentOf(address, size);
+        return start == null ? null : java.util.Arrays.copyOfRange(texts.get(start), (int) (address - start),
+            (int) (address - start + size));
+    }
+
     /** Notes that {@code [address, address + length)} of a copy was edited in place. */
     void edited(long address, int length) {
-        for (Map.Entry<Long, byte[]> t : texts.entrySet()) {
-            long off = address - t.getKey();
-            if (off >= 0 && off + length <= t.getValue().length) {
-                BitSet pages = dirty.get(t.getKey());
-                pages.set(pageOf(t.getKey(), off), pageOf(t.getKey(), off + length - 1) + 1);
-                return;
-            }
+        Long start = segmentOf(address, length);
+        if (start == null) {
+            throw new IllegalArgumentException("0x" + Long.toHexString(address) + " is in no executable segment");
         }
-        throw new IllegalArgumentException("0x" + Long.toHexString(address) + " is in no executable segment");
+        dirty.get(start).set(pageOf(start, address - start), pageOf(start, address - start + length - 1) + 1);
     }
 
     /**
@@ -64,7 +66,7 @@ final class TextPatches {
      * rewritten, not yet redirected, text).
      */
     void patch(long address, byte[] bytes) {
-        pending.add(new Object[] {address, bytes});
+        pending.add(new Patch(address, bytes));
     }
 
     /** Index of the page holding byte {@code off} of the segment at {@code start} (pages of the worker's memory). */
@@ -74,17 +76,12 @@ final class TextPatches {
 
     /** Applies the pending patches and writes every run of edited pages into the (stopped) worker. */
     void flush(ProcessMemory mem) throws SystemException {
-        for (Object[] p : pending) {
-            long address = (Long) p[0];
-            byte[] bytes = (byte[]) p[1];
-            for (Map.Entry<Long, byte[]> t : texts.entrySet()) {
-                long off = address - t.getKey();
-                if (off >= 0 && off + bytes.length <= t.getValue().length) {
-                    System.arraycopy(bytes, 0, t.getValue(), (int) off, bytes.length);
-                    break;
-                }
+        for (Patch p : pending) {
+            Long start = segmentOf(p.address(), p.bytes().length);
+            if (start != null) {
+                System.arraycopy(p.bytes(), 0, texts.get(start), (int) (p.address() - start), p.bytes().length);
             }
-            edited(address, bytes.length);
+            edited(p.address(), p.bytes().length);
         }
         pending.clear();
         for (Map.Entry<Long, byte[]> t : texts.entrySet()) {
