@@ -12,6 +12,7 @@ import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.linux.Tracee;
 import io.hpvm.runtime.linux.WorkerAgent;
 import io.hpvm.runtime.session.CodeRegion;
+import io.hpvm.runtime.swap.WorkerSymbols;
 
 import java.nio.file.Path;
 import java.util.List;
@@ -58,13 +59,13 @@ final class AgentLaunch {
     }
 
     private static boolean hasUnwinder(ElfImage image, List<ProcFs.Mapping> maps) {
+        List<Path> files = new java.util.ArrayList<>();
         for (ProcFs.Mapping m : maps) {
-            if (Path.of(m.path()).getFileName() != null && m.path().startsWith("/")
-                && Path.of(m.path()).getFileName().toString().startsWith("libgcc_s")) {
-                return true;
+            if (m.path().startsWith("/")) {
+                files.add(Path.of(m.path()));
             }
         }
-        return defined(image, "__register_frame_info") != null;
+        return WorkerSymbols.hasUnwinder(files, defined(image, "__register_frame_info") != null);
     }
 
     /** The worker's {@code pthread_create}: linked into the executable, or exported by its libc. */

@@ -214,13 +214,22 @@ public final class WorkerSymbols implements SymbolResolver {
      * anything that unwinds), or the executable has an unwinder linked in. Cheap: no library is parsed.
      */
     public boolean hasUnwinder() {
+        List<Symbol> own = exeSymbols.get("__register_frame_info");
+        return hasUnwinder(libraries, own != null && !own.isEmpty());
+    }
+
+    /**
+     * The rule of {@link #hasUnwinder()} for a worker whose mapped libraries are {@code libraries} and whose
+     * executable does or does not define {@code __register_frame_info} (launch asks before any registry exists).
+     */
+    public static boolean hasUnwinder(Iterable<Path> libraries, boolean executableDefinesIt) {
         for (Path lib : libraries) {
-            if (lib.getFileName().toString().startsWith("libgcc_s")) {
+            Path name = lib.getFileName();
+            if (name != null && name.toString().startsWith("libgcc_s")) {
                 return true;
             }
         }
-        List<Symbol> own = exeSymbols.get("__register_frame_info");
-        return own != null && !own.isEmpty();
+        return executableDefinesIt;
     }
 
     /** The worker's executable, as read through /proc/PID/exe. */
