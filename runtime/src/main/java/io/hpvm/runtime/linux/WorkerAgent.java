@@ -122,9 +122,12 @@ public final class WorkerAgent implements AutoCloseable {
         return tid;
     }
 
-    /** True while the agent thread exists (a program may close its descriptor, or end the thread by accident). */
+    /**
+     * True while the agent thread exists (a program may close its descriptor, or end the thread by accident): an
+     * ended thread other than the main one is reaped at once, so its task directory goes with it.
+     */
     public boolean alive() {
-        return ProcFs.state(tid) != '?' && Files.exists(Path.of("/proc/" + pid + "/task/" + tid));
+        return Files.exists(Path.of("/proc/" + pid + "/task/" + tid));
     }
 
     /** Calls {@code function(args...)} (up to six integer arguments) on the agent thread; returns its rax. */
