@@ -84,42 +84,19 @@ public final class CallSiteScanner {
         shares.add(current);
         Result[] results = new Result[shares.size()];
         LongList[] targets = new LongList[shares.size()];
-        Throwable[] failed = new Throwable[shares.size()];
-        List<Thread> threads = new ArrayList<>();
-        for (int i = 1; i < shares.size(); i++) {
-            int share = i;
-            Thread t = new Thread(() -> {
-                try {
-                    LongList l = new LongList();
-                    results[share] = scanRange(decoders.get(share), mem, text.length, textAddress, shares.get(share),
-                        isEntry, l::add);
-                    targets[share] = l;
-                } catch (Throwable e) {
-                    failed[share] = e;
-                }
-            }, "hpvm-scan-" + i);
-            t.start();
-            threads.add(t);
-        }
-        results[0] = scanRange(decoders.get(0), mem, text.length, textAddress, shares.get(0), isEntry,
-            branchTargets);
-        for (Thread t : threads) {
-            try {
-                t.join();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("interrupted while scanning call sites", e);
+        Decoder.inParallel(decoders, shares.size(), (decoder, share) -> {
+            if (share == 0) {
+                results[0] = scanRange(decoder, mem, text.length, textAddress, shares.get(0), isEntry, branchTargets);
+            } else {
+                targets[share] = new LongList();
+                results[share] = scanRange(decoder, mem, text.length, textAddress, shares.get(share), isEntry,
+                    targets[share]::add);
             }
-        }
+        });
         List<CallSite> sites = new ArrayList<>(results[0].sites());
         List<Long> undecodable = new ArrayList<>(results[0].undecodable());
         long scanned = results[0].bytesScanned();
         for (int i = 1; i < results.length; i++) {
-            if (failed[i] instanceof RuntimeException e) {
-                throw e;
-            } else if (failed[i] != null) {
-                throw new IllegalStateException(failed[i]);
-            }
             sites.addAll(results[i].sites());
             undecodable.addAll(results[i].undecodable());
             scanned += results[i].bytesScanned();

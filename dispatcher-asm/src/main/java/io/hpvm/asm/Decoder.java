@@ -350,4 +350,49 @@ public final class Decoder implements AutoCloseable {
     public void close() {
         library().cs_close(new LongByReference(handle));
     }
+
+    /**
+     * Runs {@code work(decoders.get(i), i)} for every {@code i < n}, the first on the calling thread and each other on
+     * a thread of its own (a Capstone handle must not be shared between threads), and returns when all are done;
+     * the first failure is thrown again here.
+     */
+    public static void inParallel(java.util.List<Decoder> decoders, int n, java.util.function.ObjIntConsumer<Decoder> work) {
+        if (n > decoders.size()) {
+            throw new IllegalArgumentException(n + " shares of work for " + decoders.size() + " decoders");
+        }
+        Throwable[] failed = new Throwable[n];
+        java.util.List<Thread> threads = new java.util.ArrayList<>();
+        for (int i = 1; i < n; i++) {
+            int share = i;
+            Thread t = new Thread(() -> {
+                try {
+                    work.accept(decoders.get(share), share);
+                } catch (Throwable e) {
+                    failed[share] = e;
+                }
+            }, "hpvm-decode-" + i);
+            t.start();
+            threads.add(t);
+        }
+        if (n > 0) {
+            work.accept(decoders.get(0), 0);
+        }
+        for (Thread t : threads) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while decoding on " + n + " threads", e);
+            }
+        }
+        for (Throwable f : failed) {
+            if (f instanceof RuntimeException e) {
+                throw e;
+            } else if (f instanceof Error e) {
+                throw e;
+            } else if (f != null) {
+                throw new IllegalStateException(f);
+            }
+        }
+    }
 }

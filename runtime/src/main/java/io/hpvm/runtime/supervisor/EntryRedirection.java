@@ -38,27 +38,9 @@ final class EntryRedirection {
         int n = functions.size();
         Relocator.Plan[] plans = new Relocator.Plan[n];
         String[] notes = new String[n];
-        int half = n / 2;
-        Throwable[] failed = new Throwable[1];
-        Thread other = new Thread(() -> {
-            try {
-                plan(half, n, functions, s, text, starts, forbidden, plans, notes);
-            } catch (Throwable t) {
-                failed[0] = t;
-            }
-        }, "hpvm-redirect");
-        other.start();
-        plan(0, half, functions, s, text, starts, forbidden, plans, notes);
-        try {
-            other.join();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while planning entry redirection", e);
-        }
-        if (failed[0] instanceof RuntimeException e) {
-            throw e;
-        } else if (failed[0] != null) {
-            throw new IllegalStateException(failed[0]);
+        try (Decoder first = new Decoder(); Decoder second = new Decoder()) {
+            Decoder.inParallel(List.of(first, second), 2, (decoder, half) -> plan(decoder, half == 0 ? 0 : n / 2,
+                half == 0 ? n / 2 : n, functions, s, text, starts, forbidden, plans, notes));
         }
         for (int i = 0; i < n; i++) {
             if (plans[i] == null) {
@@ -78,26 +60,24 @@ final class EntryRedirection {
     }
 
     /** Plans functions {@code [from, to)}: a valid plan in {@code plans}, or why not in {@code notes}. */
-    private static void plan(int from, int to, List<PatchableFunctions.Function> functions, Supervisor.Setup s,
-                             TextPatches text, TreeSet<Long> starts, LongPredicate forbidden, Relocator.Plan[] plans,
-                             String[] notes) {
-        try (Decoder decoder = new Decoder()) {
-            for (int i = from; i < to; i++) {
-                PatchableFunctions.Function f = functions.get(i);
-                long entry = s.bias + f.address();
-                byte[] body = text.bytes(entry, f.size());
-                if (body == null) {
-                    notes[i] = "code not in an executable segment";
-                    continue;
-                }
-                int padding = body.length < Relocator.JUMP_SIZE + 4
-                    ? unusedPadding(decoder, text, entry + f.size(), starts, forbidden) : 0;
-                Relocator.Plan plan = Relocator.plan(decoder, body, entry, trampoline(s, i), forbidden, padding);
-                if (plan.isValid()) {
-                    plans[i] = plan;
-                } else {
-                    notes[i] = plan.refusal();
-                }
+    private static void plan(Decoder decoder, int from, int to, List<PatchableFunctions.Function> functions,
+                             Supervisor.Setup s, TextPatches text, TreeSet<Long> starts, LongPredicate forbidden,
+                             Relocator.Plan[] plans, String[] notes) {
+        for (int i = from; i < to; i++) {
+            PatchableFunctions.Function f = functions.get(i);
+            long entry = s.bias + f.address();
+            byte[] body = text.bytes(entry, f.size());
+            if (body == null) {
+                notes[i] = "code not in an executable segment";
+                continue;
+            }
+            int padding = body.length < Relocator.JUMP_SIZE + 4
+                ? unusedPadding(decoder, text, entry + f.size(), starts, forbidden) : 0;
+            Relocator.Plan plan = Relocator.plan(decoder, body, entry, trampoline(s, i), forbidden, padding);
+            if (plan.isValid()) {
+                plans[i] = plan;
+            } else {
+                notes[i] = plan.refusal();
             }
         }
     }
