@@ -55,7 +55,8 @@ class ErrorCasesTest {
     Hpvm.Result fails(int code, String[] fragments, String... args) {
         Hpvm.Result r = Hpvm.cmd(sessions(), args);
         Hpvm.Result direct = Hpvm.direct(sessions(), args);
-        for (Hpvm.Result x : List.of(r, direct)) {
+        Hpvm.Result nativeClient = Hpvm.viaNative(sessions(), args);
+        for (Hpvm.Result x : List.of(r, direct, nativeClient)) {
             assertEquals(code, x.code(), x.toString());
             for (String f : fragments) {
                 assertTrue(x.err().contains(f), "message should mention '" + f + "': " + x);
@@ -63,6 +64,8 @@ class ErrorCasesTest {
         }
         assertEquals(direct.err(), r.err(), "the supervisor and the slow path say the same");
         assertEquals(direct.out(), r.out(), "the supervisor and the slow path print the same");
+        assertEquals(direct.err(), nativeClient.err(), "the native client and the slow path say the same");
+        assertEquals(direct.out(), nativeClient.out(), "the native client and the slow path print the same");
         return r;
     }
 
@@ -189,6 +192,22 @@ class ErrorCasesTest {
 
     @Test
     @Order(9)
+    void nativeClientServesTheCommonCaseAndLeavesTheRestToJava() {
+        Hpvm.Result n = Hpvm.nativeOnly(sessions(), "ls");
+        assertEquals(0, n.code(), "the native client itself served 'ls': " + n);
+        assertEquals(Hpvm.cmd(sessions(), "ls").out(), n.out());
+        assertEquals(0, Hpvm.nativeOnly(sessions(), "ls", "--pid", Integer.toString(worker.pid())).code());
+        for (String[] args : List.of(new String[] {"ls", "--help"}, new String[] {"swap", "-V"},
+            new String[] {"ls", "--sessions"}, new String[] {"ls", "--pid", "12x"}, new String[] {"ls", "--pid",
+            "999999"}, new String[] {"run", "/bin/true"}, new String[] {"bogus"}, new String[0])) {
+            Hpvm.Result r = Hpvm.nativeOnly(sessions(), args);
+            assertEquals(254, r.code(), "left to Java: " + String.join(" ", args) + "\n" + r);
+            assertEquals("", r.out() + r.err(), "and printed nothing");
+        }
+    }
+
+    @Test
+    @Order(10)
     void usageErrors() {
         fails(2, new String[] {"OBJECT"}, "swap", "compute");
         fails(2, new String[] {"runs v0, the original code", "no change to it is left to undo"}, "rollback", "compute");
@@ -197,7 +216,7 @@ class ErrorCasesTest {
     }
 
     @Test
-    @Order(10)
+    @Order(11)
     void runRefusesWhatIsNotAnX8664Executable() throws IOException {
         fails(4, new String[] {"nonexistent", "no such file"}, "run", dir.resolve("nonexistent").toString());
         Path script = Files.writeString(dir.resolve("script.sh"), "#!/bin/sh\necho hi\n");
@@ -209,7 +228,7 @@ class ErrorCasesTest {
     }
 
     @Test
-    @Order(11)
+    @Order(12)
     void fullArenaIsASystemFailureThatChangesNothing() {
         Path exe = Gcc.executable(dir, "tiny_arena", SwapTest.LOOP_WORKER, "-O2");
         // 4 KiB of arena: the patch below needs more (a 5000-byte table of constants).
@@ -227,13 +246,16 @@ class ErrorCasesTest {
     }
 
     @Test
-    @Order(12)
+    @Order(13)
     void concurrentSwapsAreSerialised() {
         Path three = object("three", "long compute(long x) { return x * 3; }\n");
         Path four = object("four", "long compute(long x) { return x * 4; }\n");
         List<CompletableFuture<Hpvm.Result>> runs = new ArrayList<>();
-        for (Path p : List.of(three, four, three, four)) {
+        // Two through the Java client in this JVM, two through the native one (separate processes), all at once.
+        for (Path p : List.of(three, four)) {
             runs.add(CompletableFuture.supplyAsync(() -> Hpvm.cmd(sessions(), "swap", "compute", p.toString())));
+            runs.add(CompletableFuture.supplyAsync(() -> Hpvm.nativeOnly(sessions(), "swap", "compute",
+                p.toString())));
         }
         List<String> versions = new ArrayList<>();
         for (CompletableFuture<Hpvm.Result> f : runs) {

@@ -62,6 +62,25 @@ class SessionRootTest {
         }
         Hpvm.Result ls = Hpvm.cmd(root, "ls");
         assertEquals(7, ls.code(), "hpvm ls refuses it too: " + ls);
+        assertEquals(ls.toString(), Hpvm.viaNative(root, "ls").toString(), "the native client leaves it to Java");
+    }
+
+    /**
+     * A root that becomes unsafe while a worker lives in it: the native client does not talk to that worker's
+     * supervisor (the socket could be anyone's by now) and leaves the refusal to Java.
+     */
+    @Test
+    void aRootLoosenedWhileAWorkerLivesIsNotUsedByEitherClient() throws IOException {
+        Path root = dir.resolve("loosened");
+        try (TestWorker w = TestWorker.start(root, List.of(), worker())) {
+            SwapTest.ok(Hpvm.nativeOnly(root, "ls"));
+            Files.setPosixFilePermissions(root, PosixFilePermissions.fromString("rwxrwxrwx"));
+            Hpvm.Result n = Hpvm.nativeOnly(root, "ls");
+            assertEquals(254, n.code(), "left to Java: " + n);
+            // (Java's refusal is what runIsRefused checks: this JVM keeps the root it verified before.)
+            Files.setPosixFilePermissions(root, PosixFilePermissions.fromString("rwx------"));
+            SwapTest.ok(Hpvm.nativeOnly(root, "ls"));
+        }
     }
 
     static Set<String> contents(Path p) throws IOException {
@@ -131,6 +150,9 @@ class SessionRootTest {
             SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "swapped through the linked root");
             SwapTest.ok(Hpvm.cmd(link, "rollback", "compute"));
             SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "rolled back through the linked root");
+            assertEquals(254, Hpvm.nativeOnly(link, "ls").code(), "the native client follows no link: Java does");
+            SwapTest.ok(Hpvm.viaNative(link, "swap", "compute", patch.toString()));
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "swapped through the linked root, via bin/hpvm");
         }
         assertEquals("rwx------", PosixFilePermissions.toString(Files.getPosixFilePermissions(real)));
     }

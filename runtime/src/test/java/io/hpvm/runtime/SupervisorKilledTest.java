@@ -77,6 +77,28 @@ class SupervisorKilledTest {
         }
     }
 
+    /** The native fast path: served while the supervisor lives; then the same slow path, saying so the same way. */
+    @Test
+    void theNativeClientTakesTheSamePaths() {
+        Path exe = Gcc.executable(dir, "loop", SwapTest.LOOP_WORKER, "-O2");
+        Path patch = Gcc.object(dir, "fix", "long compute(long x) { return x * 3; }\n", "-O2");
+        try (TestWorker w = TestWorker.startOrphanable(sessions(), exe)) {
+            Hpvm.Result served = SwapTest.ok(Hpvm.nativeOnly(sessions(), "swap", "--timings", "compute",
+                patch.toString()));
+            assertTrue(served.out().contains("(in the supervisor's JVM)") && served.err().isEmpty(), served.toString());
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "swapped by the supervisor");
+            killSupervisor(w);
+            Hpvm.Result n = Hpvm.nativeOnly(sessions(), "ls");
+            assertEquals(253, n.code(), "no supervisor: the slow path, in Java: " + n);
+            Hpvm.Result java = SwapTest.ok(Hpvm.cmd(sessions(), "ls"));
+            assertEquals(java.err(), n.err(), "the same line says so");
+            Hpvm.Result slow = SwapTest.ok(Hpvm.viaNative(sessions(), "rollback", "compute"));
+            assertTrue(slow.err().contains("(the slow path)") && slow.out().startsWith("rolled back compute: v1 -> v0"),
+                slow.toString());
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "rolled back in the command's own process");
+        }
+    }
+
     @Test
     void aBrokenSessionDoesNotHideTheOthers() throws Exception {
         Path exe = Gcc.executable(dir, "loop", SwapTest.LOOP_WORKER, "-O2");
