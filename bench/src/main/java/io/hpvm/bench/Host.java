@@ -72,6 +72,35 @@ final class Host {
         return -1;
     }
 
+    /**
+     * Where a process's resident memory is, from {@code /proc/PID/smaps}: the class-data-sharing archive, libjvm,
+     * other mapped files (libraries, jars), and anonymous memory (Java heap, metaspace, code cache, thread stacks,
+     * malloc), in MiB.
+     */
+    static String rssBreakdown(long pid) throws IOException {
+        long jsa = 0, jvm = 0, files = 0, anon = 0;
+        String path = "";
+        for (String l : Files.readAllLines(Path.of("/proc/" + pid + "/smaps"))) {
+            String[] f = l.trim().split("\\s+");
+            if (f.length >= 5 && f[0].contains("-") && f[0].matches("[0-9a-f]+-[0-9a-f]+")) {
+                path = f.length >= 6 ? f[5] : "";
+            } else if (f[0].equals("Rss:")) {
+                long kb = Long.parseLong(f[1]);
+                if (path.endsWith(".jsa")) {
+                    jsa += kb;
+                } else if (path.endsWith("libjvm.so")) {
+                    jvm += kb;
+                } else if (path.startsWith("/")) {
+                    files += kb;
+                } else {
+                    anon += kb;
+                }
+            }
+        }
+        return String.format("CDS archive %d MiB, libjvm %d MiB, other files %d MiB, anonymous (heap, metaspace, code "
+            + "cache, stacks, malloc) %d MiB", jsa / 1024, jvm / 1024, files / 1024, anon / 1024);
+    }
+
     /** Bytes of tmpfs actually allocated to a (sparse) file. */
     static long allocated(Path p) throws IOException, InterruptedException {
         Process du = new ProcessBuilder("du", "--block-size=1", p.toString()).start();
