@@ -54,7 +54,8 @@ final class LsCommand extends SessionCommand {
                                 f.current()))).put("call_sites", f.callSites())
                             .put("entry_redirected", f.entryRedirected())
                             .put("entry_note", f.entryRedirected() ? null : f.entryNote())
-                            .put("thunk", v != null && v.preserved() != 0));
+                            .put("thunk", v != null && v.preserved() != 0)
+                            .put("state", f.compacted() ? "compacted" : "routed"));
                     }
                 }
                 emit(result().put("pid", info.pid()).put("executable", info.executable())
@@ -82,7 +83,8 @@ final class LsCommand extends SessionCommand {
                 String route = (f.entryRedirected() ? "entry + call sites"
                     : f.callSites() > 0 ? "call sites only (entry: " + f.entryNote() + ")"
                     : "none: direct calls only reach it (entry: " + f.entryNote() + ")")
-                    + (v != null && v.preserved() != 0 ? ", via register-preserving thunk" : "");
+                    + (v != null && v.preserved() != 0 ? ", via register-preserving thunk" : "")
+                    + (f.compacted() ? "; compacted (direct calls)" : "");
                 out().printf("%-32s %-9s %-18s %6d  %s%n", f.name(), version, Elf.hex(at), f.callSites(), route);
             }
         }

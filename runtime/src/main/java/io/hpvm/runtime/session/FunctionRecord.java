@@ -19,9 +19,12 @@ import java.util.List;
  * @param entryNote  why the entry was not redirected ("" when it was)
  * @param installed  the versions in the order they were installed, the current one last, version 0 first: what a
  *                   plain rollback undoes (it returns to the entry below the top, whatever its number)
+ * @param compacted  true when its call sites (and redirected entry) branch straight to the current version instead
+ *                   of through the stub ({@code hpvm compact}); a swap or rollback returns it to routed first
  */
 public record FunctionRecord(String name, int slot, long address, long size, long stub, int callSites, int current,
-                             int versions, long trampoline, String entryNote, List<Integer> installed) {
+                             int versions, long trampoline, String entryNote, List<Integer> installed,
+                             boolean compacted) {
 
     /** Installations remembered for rollback; older ones (above version 0 at the bottom) are forgotten. */
     public static final int MAX_INSTALLED = 1000;
@@ -33,7 +36,7 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
     /** A function as {@code hpvm run} registers it: running version 0. */
     public FunctionRecord(String name, int slot, long address, long size, long stub, int callSites, long trampoline,
                           String entryNote) {
-        this(name, slot, address, size, stub, callSites, 0, 1, trampoline, entryNote, List.of(0));
+        this(name, slot, address, size, stub, callSites, 0, 1, trampoline, entryNote, List.of(0), false);
     }
 
     String encode() {
@@ -43,7 +46,7 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
         }
         return new Fields().put("slot", slot).put("addr", address).put("size", size).put("stub", stub)
             .put("sites", callSites).put("current", current).put("versions", versions).put("tramp", trampoline)
-            .put("entry", entryNote).put("installed", history).encode();
+            .put("entry", entryNote).put("installed", history).put("compacted", compacted ? 1 : 0).encode();
     }
 
     static FunctionRecord decode(String name, String s) {
@@ -62,7 +65,8 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
             }
         }
         return new FunctionRecord(name, f.integer("slot"), f.num("addr"), f.num("size"), f.num("stub"),
-            f.integer("sites"), current, f.integer("versions"), f.num("tramp"), f.str("entry"), installed);
+            f.integer("sites"), current, f.integer("versions"), f.num("tramp"), f.str("entry"), installed,
+            f.integer("compacted") == 1);
     }
 
     /** The record after {@code version} was installed (a swap, or a rollback with an explicit target). */
@@ -73,7 +77,7 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
             next.remove(1); // the oldest installation above version 0
         }
         return new FunctionRecord(name, slot, address, size, stub, callSites, version, versionCount, trampoline,
-            entryNote, next);
+            entryNote, next, compacted);
     }
 
     /**
@@ -88,7 +92,13 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
     public FunctionRecord withLastUndone() {
         List<Integer> next = new ArrayList<>(installed.subList(0, Math.max(1, installed.size() - 1)));
         return new FunctionRecord(name, slot, address, size, stub, callSites, next.get(next.size() - 1), versions,
-            trampoline, entryNote, next);
+            trampoline, entryNote, next, compacted);
+    }
+
+    /** The record with its compaction state set. */
+    public FunctionRecord withCompacted(boolean on) {
+        return new FunctionRecord(name, slot, address, size, stub, callSites, current, versions, trampoline, entryNote,
+            installed, on);
     }
 
     /** True when every call reaches the slot: the entry itself jumps to the stub. */

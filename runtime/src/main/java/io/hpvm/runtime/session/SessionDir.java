@@ -28,7 +28,8 @@ import java.util.stream.Stream;
 public final class SessionDir {
 
     /** The files hpvm makes in a session directory: the only ones it ever deletes. */
-    private static final List<String> FILES = List.of("slots", "code", "code-fd", "registry", "lock", "control");
+    private static final List<String> FILES = List.of("slots", "code", "code-fd", "registry", "lock", "control",
+        "sites");
 
     private final SessionRoot root;
     private final int pid;
@@ -140,6 +141,11 @@ public final class SessionDir {
     /** The supervisor's request socket ({@link ControlClient}). */
     public Path control() throws SystemException {
         return file("control");
+    }
+
+    /** Where launch rewrote the text for each function ({@link SiteTable}): what compaction rewrites again. */
+    public Path sites() throws SystemException {
+        return file("sites");
     }
 
     public Path registry() throws SystemException {

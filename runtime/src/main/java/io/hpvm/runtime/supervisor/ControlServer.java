@@ -128,6 +128,9 @@ final class ControlServer implements AutoCloseable {
 
     /** The worker's exit status once it has exited (reaping it), else null. */
     private Integer reap() throws SystemException {
+        if (workerStatus == null) {
+            workerStatus = io.hpvm.runtime.linux.WorldStop.takeReaped(pid); // it ended during a stop of the world
+        }
         if (workerStatus != null) {
             return workerStatus.shellStatus(); // reaped by a borrowed-thread wait on the main thread
         }

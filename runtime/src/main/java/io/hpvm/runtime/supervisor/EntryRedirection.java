@@ -50,6 +50,8 @@ final class EntryRedirection {
             long trampoline = trampoline(s, i);
             code.write(trampoline, plans[i].trampoline());
             slots.setRelease(i, trampoline);
+            s.entryPatchAt[i] = plans[i].patchAt();
+            s.entryOriginal[i] = text.bytes(plans[i].patchAt(), plans[i].displaced());
             text.patch(plans[i].patchAt(), plans[i].entryPatch(Supervisor.stubAddress(s, i)));
             s.trampolineOf.put(i, trampoline);
         }

@@ -26,6 +26,7 @@ import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.SessionInfo;
 import io.hpvm.runtime.session.SessionRoot;
+import io.hpvm.runtime.session.SiteTable;
 import io.hpvm.runtime.session.SlotTable;
 
 import java.io.IOException;
@@ -293,6 +294,36 @@ public final class Supervisor {
         Map<Integer, String> entryNotes = new HashMap<>();
         long startTime;
         Map<Long, Integer> sitesPerFunction = new HashMap<>();
+        /** Per slot: the rel32 fields of its rewritten call sites ({@link SiteTable}). */
+        io.hpvm.asm.LongList[] sitesOf;
+        /** Per slot: where its entry jump was written (0: not redirected), and the bytes it replaced. */
+        long[] entryPatchAt;
+        byte[][] entryOriginal;
+
+        /** What compaction needs of this launch; call sites inside a redirected entry are gone, so left out. */
+        SiteTable siteTable() {
+            int n = sitesOf.length;
+            java.util.TreeMap<Long, Long> patched = new java.util.TreeMap<>();
+            for (int i = 0; i < n; i++) {
+                if (entryPatchAt[i] != 0) {
+                    patched.put(entryPatchAt[i], entryPatchAt[i] + entryOriginal[i].length);
+                }
+            }
+            List<SiteTable.Entry> entries = new ArrayList<>(n);
+            for (int i = 0; i < n; i++) {
+                io.hpvm.asm.LongList keep = new io.hpvm.asm.LongList();
+                for (int k = 0; k < sitesOf[i].size(); k++) {
+                    long d = sitesOf[i].get(k);
+                    Map.Entry<Long, Long> region = patched.floorEntry(d + 3);
+                    if (region == null || region.getValue() <= d - 2) { // the instruction is [d-2.., d+4)
+                        keep.add(d);
+                    }
+                }
+                entries.add(new SiteTable.Entry(keep.toArray(), entryPatchAt[i],
+                    entryOriginal[i] == null ? new byte[0] : entryOriginal[i]));
+            }
+            return new SiteTable(entries);
+        }
     }
 
     private Setup prepare(Tracee tracee, ElfImage image, List<PatchableFunctions.Function> functions,
@@ -305,6 +336,12 @@ public final class Supervisor {
         long[] exeRange = exeRange(pid, maps, image, s.bias);
 
         int n = functions.size();
+        s.sitesOf = new io.hpvm.asm.LongList[n];
+        for (int i = 0; i < n; i++) {
+            s.sitesOf[i] = new io.hpvm.asm.LongList();
+        }
+        s.entryPatchAt = new long[n];
+        s.entryOriginal = new byte[n][];
         long slotsSize = SlotTable.fileSize(n);
         long stubsSize = Placement.alignUp((long) n * Snippets.STUB_STRIDE, 4096);
         long trampolinesSize = options.redirectEntries()
@@ -382,6 +419,7 @@ public final class Supervisor {
                     int at = (int) (site.displacementAddress() - start);
                     rel.putInt(at, site.displacementTo(stubAddress(s, slot)));
                     patches.edited(site.displacementAddress(), 4);
+                    s.sitesOf[slot].add(site.displacementAddress());
                     s.sitesPerFunction.merge(site.target(), 1, Integer::sum);
                     s.callSites++;
                 }
@@ -446,8 +484,10 @@ public final class Supervisor {
     }
 
     private void writeRegistry(Registry registry, SessionDir session, Setup s,
-                               List<PatchableFunctions.Function> functions, Path program, ElfImage image) {
+                               List<PatchableFunctions.Function> functions, Path program, ElfImage image)
+        throws SystemException {
         try (Registry reg = registry) {
+            s.siteTable().write(session.sites());
             for (int i = 0; i < functions.size(); i++) {
                 PatchableFunctions.Function f = functions.get(i);
                 long entry = s.bias + f.address();

@@ -54,6 +54,11 @@ final class Rollback {
 
     private SwapEngine.Result one(FunctionRecord fn, Integer to) throws HpvmException {
         long t0 = System.nanoTime();
+        String routed = "";
+        if (fn.compacted() && (to == null ? fn.previous() >= 0 : to != fn.current() && to >= 0 && to < fn.versions())) {
+            routed = "; first " + Compaction.describe(new Compaction(session, reg).apply(List.of(fn), false), false);
+            fn = fn.withCompacted(false);
+        }
         int target;
         FunctionRecord next;
         String note;
@@ -87,7 +92,7 @@ final class Rollback {
             throw SystemException.io("session files in " + session.dir(), e);
         }
         reg.putFunction(next);
-        return result(fn, target, address, t0, note);
+        return result(fn, target, address, t0, note + routed);
     }
 
     private static SwapEngine.Result result(FunctionRecord fn, int target, long address, long t0, String note) {

@@ -58,6 +58,8 @@ final class SwapContext {
 
     /** What unwind registration did, for the report ("" when there was nothing to do). */
     String unwind = "";
+    /** How compacted functions were returned to routed before the store, for the report ("" when none was). */
+    String routed = "";
     /** The version each function got. */
     int[] versions;
     /** Per function name: what the user must know although the swap went through. */

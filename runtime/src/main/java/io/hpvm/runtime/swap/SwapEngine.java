@@ -94,7 +94,7 @@ public final class SwapEngine {
             FunctionRecord fn = c.functions.get(i);
             results.add(new Result(fn.name(), fn.current(), c.versions[i], c.targets[i], i == 0 ? c.end - c.base : 0,
                 (System.nanoTime() - c.startNanos) / 1000, fn.entryRedirected(), c.preserved[i], c.image, c.timings,
-                c.unwind, c.warnings.getOrDefault(fn.name(), List.of()), ""));
+                c.unwind, c.warnings.getOrDefault(fn.name(), List.of()), i == 0 ? c.routed : ""));
         }
         return results;
     }
@@ -208,6 +208,25 @@ public final class SwapEngine {
         }
     }
 
+    /**
+     * Compacts {@code names} (or, with {@code all}, every function), or with {@code compact} false returns them to
+     * routed; see {@link Compaction}. Needs ptrace rights over the worker (its supervisor has them).
+     */
+    public Compaction.Result compact(List<String> names, boolean all, boolean compact) throws HpvmException {
+        try (SessionDir.Lock lock = session.lock(); Registry reg = Registry.open(session.registry().toFile())) {
+            SessionInfo info = checkedSession(reg);
+            List<FunctionRecord> fns = new ArrayList<>();
+            if (all) {
+                fns.addAll(reg.functions());
+            } else {
+                for (String name : names) {
+                    fns.add(FunctionLookup.find(reg, name, info));
+                }
+            }
+            return new Compaction(session, reg).apply(fns, compact);
+        }
+    }
+
     /** What the user must know about a swap that went through (printed as warnings). */
     public static List<String> warnings(Result r) {
         return r.warnings();
@@ -219,7 +238,8 @@ public final class SwapEngine {
             r.fromVersion(), r.toVersion(), Elf.hex(r.address()), r.size(), object, r.micros() / 1000.0,
             r.preserved() == 0 ? "" : "; via a register-preserving thunk (the new version may write "
                 + Long.bitCount(r.preserved()) + " registers the original left intact)",
-            r.unwind() == null || r.unwind().isEmpty() || r.size() == 0 ? "" : "; " + r.unwind());
+            r.unwind() == null || r.unwind().isEmpty() || r.size() == 0 ? "" : "; " + r.unwind())
+            + (r.note().isEmpty() ? "" : "; first " + r.note());
     }
 
     /** Formats the one-line report of a rollback. */

@@ -65,6 +65,7 @@ final class SwapPasses {
         new Pass("reserve", SwapPasses::reserve, false),
         new Pass("write", SwapPasses::write, false),
         new Pass("unwind", SwapPasses::registerUnwind, false),
+        new Pass("route", SwapPasses::route, false),
         new Pass("store", SwapPasses::store, false),
         new Pass("record", SwapPasses::record, true),
         new Pass("warnings", SwapPasses::warnings, true));
@@ -202,6 +203,20 @@ final class SwapPasses {
         tables.add(c.image.unwindInfo());
         tables.addAll(c.thunkUnwindTables); // a thunk's frame sits between the new code and its caller
         c.unwind = "unwind info " + c.registrar.register(c.session, fn.address(), tables);
+    }
+
+    /**
+     * Compacted functions go back to routed first ({@link Compaction}: one short stop of the worker), so the slot
+     * store reaches every call again.
+     */
+    static void route(SwapContext c) throws HpvmException {
+        List<FunctionRecord> compacted = c.functions.stream().filter(FunctionRecord::compacted).toList();
+        if (compacted.isEmpty()) {
+            return;
+        }
+        Compaction.Result r = new Compaction(c.session, c.registry).apply(compacted, false);
+        c.functions.replaceAll(f -> f.withCompacted(false));
+        c.routed = Compaction.describe(r, false);
     }
 
     /** The swap itself: one aligned 8-byte release store per slot; calls that start afterwards run the new code. */

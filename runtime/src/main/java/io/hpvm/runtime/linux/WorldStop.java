@@ -1,0 +1,154 @@
+package io.hpvm.runtime.linux;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Every thread of some processes stopped through ptrace, for changes to code other threads may be executing
+ * (compaction): each thread is seized and interrupted, and {@code /proc/PID/task} is read again until no thread
+ * appears that is not stopped (a thread created meanwhile is stopped too). Closing resumes them all, each with the
+ * signal it was about to take, if any. While the world is stopped, no instruction of those processes runs, and the
+ * return to user mode on resumption serialises each core, so code written meanwhile is what they see next.
+ *
+ * <p>Must be used from the thread that owns the supervisor's ptrace rights (its main thread); another process may
+ * use it where ptrace permits (root, or ptrace_scope 0).
+ */
+public final class WorldStop implements AutoCloseable {
+
+    /** A stopped thread and where it stopped. */
+    public record StoppedThread(int pid, int tid, long rip) {
+    }
+
+    private static final class Held {
+        final int pid;
+        final Tracee tracee;
+        int signal;
+        long rip;
+
+        Held(int pid, Tracee tracee) {
+            this.pid = pid;
+            this.tracee = tracee;
+        }
+    }
+
+    /** Exit statuses of processes that ended while being stopped (this wait reaped them). */
+    private static final Map<Integer, WaitStatus> REAPED = new java.util.concurrent.ConcurrentHashMap<>();
+
+    private final Map<Integer, Held> held = new LinkedHashMap<>();
+    private final long stoppedAt;
+    private boolean resumed;
+
+    private WorldStop() {
+        stoppedAt = System.nanoTime();
+    }
+
+    /** Stops every thread of {@code pids}; a process that ended meanwhile is left out. */
+    public static WorldStop stop(Collection<Integer> pids) throws SystemException {
+        WorldStop w = new WorldStop();
+        try {
+            for (int round = 0; ; round++) {
+                List<Held> fresh = new ArrayList<>();
+                for (int pid : pids) {
+                    for (int tid : tasks(pid)) {
+                        if (!w.held.containsKey(tid)) {
+                            Tracee t;
+                            try {
+                                t = Tracee.seizeThread(tid);
+                            } catch (SystemException e) {
+                                if (Files.exists(Path.of("/proc/" + pid + "/task/" + tid))) {
+                                    throw new SystemException("cannot stop thread " + tid + " of pid " + pid + ": "
+                                        + e.getMessage() + " (stopping a worker's threads needs ptrace rights over it:"
+                                        + " its supervisor has them; see kernel.yama.ptrace_scope)", e);
+                                }
+                                continue; // it exited meanwhile
+                            }
+                            Held h = new Held(pid, t);
+                            w.held.put(tid, h);
+                            fresh.add(h);
+                            t.interrupt();
+                        }
+                    }
+                }
+                if (fresh.isEmpty()) {
+                    return w;
+                }
+                for (Held h : fresh) {
+                    WaitStatus st = h.tracee.waitStop();
+                    if (!st.stopped()) {
+                        w.held.remove(h.tracee.pid()); // it exited
+                        if (h.tracee.pid() == h.pid) {
+                            REAPED.put(h.pid, st); // the process's exit status, consumed here: see takeReaped
+                        }
+                        continue;
+                    }
+                    if (st.event() == 0 && st.stopSignal() != LibC.SIGTRAP) {
+                        h.signal = st.stopSignal(); // a signal it was about to take: given back on resumption
+                    }
+                    h.rip = h.tracee.getRegs()[Tracee.RIP];
+                }
+                if (round > 1000) {
+                    throw new SystemException("threads of pids " + pids + " keep appearing faster than hpvm can stop "
+                        + "them");
+                }
+            }
+        } catch (SystemException | RuntimeException e) {
+            w.close();
+            throw e;
+        }
+    }
+
+    private static List<Integer> tasks(int pid) {
+        List<Integer> out = new ArrayList<>();
+        try (var s = Files.list(Path.of("/proc/" + pid + "/task"))) {
+            for (Path p : s.toList()) {
+                out.add(Integer.parseInt(p.getFileName().toString()));
+            }
+        } catch (IOException | NumberFormatException e) {
+            // the process ended
+        }
+        out.sort(null);
+        return out;
+    }
+
+    /**
+     * The exit status of process {@code pid} if it ended while its threads were being stopped (the wait that saw it
+     * reaped it, so its parent's own wait would not), once; else null.
+     */
+    public static WaitStatus takeReaped(int pid) {
+        return REAPED.remove(pid);
+    }
+
+    /** The stopped threads, with their instruction pointers. */
+    public List<StoppedThread> threads() {
+        List<StoppedThread> out = new ArrayList<>();
+        held.forEach((tid, h) -> out.add(new StoppedThread(h.pid, tid, h.rip)));
+        return out;
+    }
+
+    /** Microseconds since the first thread was stopped. */
+    public long micros() {
+        return (System.nanoTime() - stoppedAt) / 1000;
+    }
+
+    /** Resumes every thread (each with its pending signal). */
+    @Override
+    public void close() {
+        if (resumed) {
+            return;
+        }
+        resumed = true;
+        for (Held h : held.values()) {
+            try {
+                h.tracee.detach(h.signal);
+            } catch (SystemException e) {
+                // the thread ended while stopped (killed): nothing to resume
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+package io.hpvm.runtime.swap;
+
+import io.hpvm.asm.Relocator;
+import io.hpvm.loader.Elf;
+import io.hpvm.runtime.ExitCode;
+import io.hpvm.runtime.HpvmException;
+import io.hpvm.runtime.linux.ProcessMemory;
+import io.hpvm.runtime.linux.SystemException;
+import io.hpvm.runtime.linux.WorldStop;
+import io.hpvm.runtime.session.FunctionRecord;
+import io.hpvm.runtime.session.Registry;
+import io.hpvm.runtime.session.SessionDir;
+import io.hpvm.runtime.session.SiteTable;
+import io.hpvm.runtime.session.SlotTable;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * Moves functions between the two states of {@code ../shared/DESIGN.md}, "Compaction". <em>Routed</em>: the call
+ * sites rewritten at launch branch to the function's stub ({@code jmp [slot]}), and a redirected entry jumps to the
+ * stub too, so a swap is one slot store. <em>Compacted</em>: those sites branch straight to what the slot holds
+ * (the current version, or its register-preserving thunk; at version 0 the original entry, whose first bytes are
+ * put back), and a redirected entry of a later version jumps straight to it: the calls run at native speed.
+ *
+ * <p>This changes code other threads may be running, so it is done with every thread of every process of the
+ * session stopped ({@link WorldStop}); the edits are rel32 fields of whole branch instructions (a thread is never
+ * inside one: it stops at an instruction boundary, and the instruction it resumes at is read afresh) and the entry's
+ * first bytes. Those are the one hazard: a thread stopped inside an entry's restored instructions (after the first)
+ * would resume in the middle of the jump written over them, so then the world is resumed, and stopped again a
+ * moment later, until no thread is there.
+ */
+public final class Compaction {
+
+    /** Attempts before giving up on a thread that stays inside an entry's first instructions. */
+    private static final int ATTEMPTS = 20;
+
+    /**
+     * What one change of state did.
+     *
+     * @param functions the functions whose state changed
+     * @param sites     call sites rewritten (in each process)
+     * @param entries   entries rewritten
+     * @param pauseMicros how long the world was stopped (the last attempt)
+     * @param threads   threads stopped
+     * @param attempts  stops it took (more than one when a thread was inside an entry being rewritten)
+     */
+    public record Result(List<String> functions, int sites, int entries, long pauseMicros, int threads,
+                         int attempts) {
+        static final Result NOTHING = new Result(List.of(), 0, 0, 0, 0, 0);
+    }
+
+    private final SessionDir session;
+    private final Registry reg;
+
+    Compaction(SessionDir session, Registry reg) {
+        this.session = session;
+        this.reg = reg;
+    }
+
+    /** One write into the text: {@code bytes} at {@code address}; no thread may be stopped in (guardFrom, guardTo). */
+    private record Edit(long address, byte[] bytes, long guardFrom, long guardTo, String function) {
+    }
+
+    /**
+     * Puts each of {@code functions} in the given state (those already in it are left alone) with one stop of the
+     * world, and records the new state. The caller holds the session lock.
+     */
+    Result apply(List<FunctionRecord> functions, boolean compact) throws HpvmException {
+        List<FunctionRecord> change = functions.stream().filter(f -> f.compacted() != compact).toList();
+        if (change.isEmpty()) {
+            return Result.NOTHING;
+        }
+        SiteTable table = SiteTable.read(session.sites());
+        List<Edit> edits = new ArrayList<>();
+        int sites = 0;
+        int entries = 0;
+        try (SlotTable slots = SlotTable.open(session.slots())) {
+            for (FunctionRecord fn : change) {
+                if (fn.slot() >= table.size()) {
+                    throw new SystemException("the call-site table " + session.workerPath("sites") + " has no entry "
+                        + "for " + fn.name() + " (slot " + fn.slot() + ")");
+                }
+                SiteTable.Entry e = table.entry(fn.slot());
+                long target = !compact ? fn.stub() : fn.current() == 0 ? fn.address() : slots.get(fn.slot());
+                for (long d : e.displacements()) {
+                    edits.add(new Edit(d, rel32(d + 4, target, fn), 0, 0, fn.name()));
+                }
+                sites += e.displacements().length;
+                if (e.redirected()) {
+                    byte[] entry;
+                    if (compact && fn.current() == 0) {
+                        entry = e.original(); // the original first instructions: calls through pointers run natively
+                    } else {
+                        entry = jump(e.patchAt(), e.original().length, compact ? target : fn.stub(), fn);
+                    }
+                    // Putting the jump back over the original instructions: nobody may be stopped after the first.
+                    boolean hazard = !compact && fn.current() == 0;
+                    edits.add(new Edit(e.patchAt(), entry, hazard ? e.patchAt() : 0,
+                        hazard ? e.patchAt() + entry.length : 0, fn.name()));
+                    entries++;
+                }
+            }
+        } catch (IOException e) {
+            throw SystemException.io("session files in " + session.dir(), e);
+        }
+        List<Integer> processes = session.processes();
+        if (processes.isEmpty()) {
+            throw new HpvmException(ExitCode.NO_SESSION, "the worker of session " + session.dir() + " is not running");
+        }
+        long pause = 0;
+        int threads = 0;
+        int attempt = 1;
+        for (; ; attempt++) {
+            try (WorldStop world = WorldStop.stop(processes)) {
+                String busy = busy(world, edits);
+                if (busy == null) {
+                    for (int pid : processes) {
+                        write(pid, edits);
+                    }
+                    threads = world.threads().size();
+                    pause = world.micros();
+                    break;
+                }
+                if (attempt == ATTEMPTS) {
+                    throw new HpvmException(ExitCode.SYSTEM, busy + " in all " + ATTEMPTS + " attempts; nothing was "
+                        + "changed: try again");
+                }
+            }
+            sleep(attempt);
+        }
+        List<String> names = new ArrayList<>();
+        for (FunctionRecord fn : change) {
+            reg.putFunction(fn.withCompacted(compact));
+            names.add(fn.name());
+        }
+        return new Result(names, sites, entries, pause, threads, attempt);
+    }
+
+    /** Which stopped thread is inside bytes about to be replaced, or null when none is. */
+    private static String busy(WorldStop world, List<Edit> edits) {
+        for (WorldStop.StoppedThread t : world.threads()) {
+            for (Edit e : edits) {
+                if (t.rip() > e.guardFrom() && t.rip() < e.guardTo()) {
+                    return "thread " + t.tid() + " of pid " + t.pid() + " was stopped at " + Elf.hex(t.rip())
+                        + ", inside the first instructions of " + e.function() + " (" + Elf.hex(e.guardFrom())
+                        + ".." + Elf.hex(e.guardTo()) + ")";
+                }
+            }
+        }
+        return null;
+    }
+
+    /** Writes the edits into one process's text, one read and one write per page touched. */
+    private static void write(int pid, List<Edit> edits) throws SystemException {
+        TreeMap<Long, List<Edit>> pages = new TreeMap<>();
+        for (Edit e : edits) {
+            for (long p = e.address() & ~4095L; p < e.address() + e.bytes().length; p += 4096) {
+                pages.computeIfAbsent(p, k -> new ArrayList<>()).add(e);
+            }
+        }
+        try (ProcessMemory mem = new ProcessMemory(pid, true)) {
+            for (Map.Entry<Long, List<Edit>> page : pages.entrySet()) {
+                long base = page.getKey();
+                byte[] bytes = mem.read(base, 4096);
+                for (Edit e : page.getValue()) {
+                    for (int i = 0; i < e.bytes().length; i++) {
+                        long a = e.address() + i;
+                        if (a >= base && a < base + 4096) {
+                            bytes[(int) (a - base)] = e.bytes()[i];
+                        }
+                    }
+                }
+                mem.write(base, bytes);
+            }
+        }
+    }
+
+    private static byte[] rel32(long next, long target, FunctionRecord fn) throws SystemException {
+        long d = target - next;
+        if (d != (int) d) {
+            throw new SystemException("a call site of " + fn.name() + " at " + Elf.hex(next - 5) + " cannot reach "
+                + Elf.hex(target) + " with a 32-bit displacement");
+        }
+        return ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt((int) d).array();
+    }
+
+    /** {@code jmp target} padded with int3 to {@code length} bytes, as launch wrote the entry. */
+    private static byte[] jump(long at, int length, long target, FunctionRecord fn) throws SystemException {
+        byte[] out = new byte[length];
+        java.util.Arrays.fill(out, (byte) 0xcc);
+        out[0] = (byte) 0xe9;
+        System.arraycopy(rel32(at + Relocator.JUMP_SIZE, target, fn), 0, out, 1, 4);
+        return out;
+    }
+
+    private static void sleep(int attempt) throws SystemException {
+        try {
+            Thread.sleep(Math.min(50, attempt * 2L));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new SystemException("interrupted while waiting to stop the worker again", e);
+        }
+    }
+
+    /** The one-line report of a change of state. */
+    public static String describe(Result r, boolean compact) {
+        if (r.functions().isEmpty()) {
+            return compact ? "nothing to compact: every function named is compacted already"
+                : "nothing to route: every function named is routed already";
+        }
+        return String.format("%s %d function%s (%s): %d call sites and %d entries rewritten; the worker's %d threads "
+                + "were stopped for %.2f ms%s", compact ? "compacted" : "routed", r.functions().size(),
+            r.functions().size() == 1 ? "" : "s", r.functions().size() <= 5 ? String.join(", ", r.functions())
+                : String.join(", ", r.functions().subList(0, 5)) + ", ...", r.sites(), r.entries(), r.threads(),
+            r.pauseMicros() / 1000.0, r.attempts() > 1 ? " (after " + (r.attempts() - 1) + " retries: a thread "
+                + "was inside an entry being rewritten)" : "");
+    }
+}

@@ -1,0 +1,176 @@
+package io.hpvm.runtime;
+
+import io.hpvm.runtime.linux.ProcessMemory;
+import io.hpvm.runtime.session.FunctionRecord;
+import io.hpvm.runtime.session.Registry;
+import io.hpvm.runtime.session.SessionDir;
+import io.hpvm.runtime.session.SiteTable;
+import io.hpvm.runtime.session.SlotTable;
+import io.hpvm.testing.Gcc;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code hpvm compact}: the worker's call sites (and redirected entry) are rewritten, with its threads stopped, to
+ * branch straight to the current version; a swap or rollback returns the function to routed first. Checked in the
+ * worker's own memory and by what it prints.
+ */
+class CompactionTest {
+
+    /** Four threads call compute directly and through a pointer as fast as they can; a value neither version gives aborts. */
+    static final String THREADED_WORKER = """
+        #include <pthread.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+        __attribute__((noinline)) long compute(long x) { return x * 2; }
+        long (*volatile fp)(long) = compute;
+        static void *spin(void *arg) {
+            (void) arg;
+            for (long i = 1; ; i++) {
+                long a = compute(i), b = fp(i);
+                if ((a != 2 * i && a != 3 * i) || (b != 2 * i && b != 3 * i)) {
+                    fprintf(stderr, "bad %ld %ld %ld\\n", i, a, b);
+                    abort();
+                }
+            }
+            return NULL;
+        }
+        int main(void) {
+            setvbuf(stdout, NULL, _IOLBF, 0);
+            pthread_t t[4];
+            for (int k = 0; k < 4; k++) pthread_create(&t[k], NULL, spin, NULL);
+            for (long i = 0; ; i++) { printf("%ld %ld\\n", i, compute(i)); usleep(20000); }
+        }
+        """;
+
+    @TempDir
+    Path dir;
+
+    Path sessions() {
+        return dir.resolve("sessions");
+    }
+
+    /** Where compute's call sites and entry branch now, read from the worker's memory. */
+    record Text(List<Long> siteTargets, byte[] entry, FunctionRecord fn, long slot, SiteTable.Entry sites) {
+    }
+
+    Text text(TestWorker w) throws Exception {
+        System.setProperty("hpvm.session.root", sessions().toString());
+        SessionDir s = SessionDir.find(w.pid());
+        FunctionRecord fn;
+        try (Registry reg = s.openRegistry()) {
+            fn = reg.function("compute");
+        }
+        long slot;
+        try (SlotTable slots = SlotTable.open(s.slots())) {
+            slot = slots.get(fn.slot());
+        }
+        SiteTable.Entry e = SiteTable.read(s.sites()).entry(fn.slot());
+        try (ProcessMemory mem = new ProcessMemory(w.pid(), false)) {
+            List<Long> targets = Arrays.stream(e.displacements()).mapToObj(d -> {
+                try {
+                    int rel = ByteBuffer.wrap(mem.read(d, 4)).order(ByteOrder.LITTLE_ENDIAN).getInt();
+                    return d + 4 + rel;
+                } catch (Exception x) {
+                    throw new IllegalStateException(x);
+                }
+            }).toList();
+            byte[] entry = e.redirected() ? mem.read(e.patchAt(), e.original().length) : new byte[0];
+            return new Text(targets, entry, fn, slot, e);
+        }
+    }
+
+    static long jumpTarget(Text t) {
+        assertEquals((byte) 0xe9, t.entry()[0], "the entry is a jmp rel32");
+        return t.sites().patchAt() + 5 + ByteBuffer.wrap(t.entry(), 1, 4).order(ByteOrder.LITTLE_ENDIAN).getInt();
+    }
+
+    @Test
+    void compactedCallsGoStraightToTheCurrentVersionAndSwapsStillWork() throws Exception {
+        Path exe = Gcc.executable(dir, "loop", SwapTest.LOOP_WORKER, "-O2");
+        Path patch = Gcc.object(dir, "fix", "long compute(long x) { return x * 3; }\n", "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            Text routed = text(w);
+            assertFalse(routed.sites().displacements().length == 0, "main calls compute: a site was recorded");
+            assertTrue(routed.siteTargets().stream().allMatch(t -> t == routed.fn().stub()), "routed: sites -> stub");
+            assertTrue(routed.sites().redirected(), "compute's entry is redirected at launch");
+            assertEquals(routed.fn().stub(), jumpTarget(routed), "routed: the entry jumps to the stub");
+
+            Hpvm.Result c = SwapTest.ok(Hpvm.cmd(sessions(), "compact", "compute"));
+            assertTrue(c.out().matches("compacted 1 function \\(compute\\): 1 call sites and 1 entries rewritten; the "
+                + "worker's 1 threads were stopped for [0-9.]+ ms\\n"), c.out());
+            Text v0 = text(w);
+            assertTrue(v0.siteTargets().stream().allMatch(t -> t == v0.fn().address()), "compacted v0: sites -> the "
+                + "original entry " + v0);
+            assertArrayEquals(v0.sites().original(), v0.entry(), "compacted v0: the entry's own bytes are back");
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "compacted, the original code runs");
+            assertTrue(SwapTest.ok(Hpvm.cmd(sessions(), "ls")).out().contains("compacted (direct calls)"));
+            assertTrue(SwapTest.ok(Hpvm.cmd(sessions(), "compact", "compute")).out().startsWith("nothing to compact"));
+
+            Hpvm.Result s = SwapTest.ok(Hpvm.cmd(sessions(), "swap", "compute", patch.toString()));
+            assertTrue(s.out().startsWith("swapped compute: v0 -> v1") && s.out().contains("; first routed 1 function "
+                + "(compute): 1 call sites and 1 entries rewritten"), s.out());
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "after the swap of a compacted function");
+            Text v1routed = text(w);
+            assertTrue(v1routed.siteTargets().stream().allMatch(t -> t == v1routed.fn().stub()));
+            assertEquals(v1routed.fn().stub(), jumpTarget(v1routed));
+            assertFalse(SwapTest.ok(Hpvm.cmd(sessions(), "ls")).out().contains("compacted"));
+
+            SwapTest.ok(Hpvm.cmd(sessions(), "compact", "--all"));
+            Text v1 = text(w);
+            assertTrue(v1.siteTargets().stream().allMatch(t -> t == v1.slot()), "compacted v1: sites -> v1 " + v1);
+            assertEquals(v1.slot(), jumpTarget(v1), "compacted v1: the entry jumps straight to v1");
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "compacted at v1");
+
+            Hpvm.Result r = SwapTest.ok(Hpvm.cmd(sessions(), "rollback", "compute"));
+            assertTrue(r.out().contains("first routed 1 function (compute)"), r.out());
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "rolled back from compacted");
+            assertTrue(SwapTest.ok(Hpvm.cmd(sessions(), "compact", "--undo", "compute")).out()
+                .startsWith("nothing to route"));
+
+            assertEquals(2, Hpvm.cmd(sessions(), "compact").code(), "no function named");
+            assertEquals(2, Hpvm.cmd(sessions(), "compact", "--all", "compute").code(), "both");
+            Hpvm.Result missing = Hpvm.cmd(sessions(), "compact", "nosuch");
+            assertEquals(5, missing.code(), missing.toString());
+            assertTrue(missing.err().contains("nosuch"), missing.toString());
+        }
+    }
+
+    /**
+     * Threads that never stop calling the function (directly and through a pointer, so through its entry) while it
+     * is compacted, swapped, compacted at v1 and rolled back, many times: none computes a value neither version
+     * gives, none crashes, and the worker ends up running the original code.
+     */
+    @Test
+    void busyThreadsSurviveRepeatedCompactionAndSwaps() {
+        Path exe = Gcc.executable(dir, "threads", THREADED_WORKER, "-O2", "-pthread");
+        Path patch = Gcc.object(dir, "fix", "long compute(long x) { return x * 3; }\n", "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            int retries = 0;
+            for (int round = 0; round < 15; round++) {
+                Hpvm.Result c = SwapTest.ok(Hpvm.cmd(sessions(), "compact", "--all"));
+                assertTrue(c.out().contains("the worker's 5 threads were stopped"), c.out());
+                retries += c.out().contains("retries") ? 1 : 0;
+                SwapTest.ok(Hpvm.cmd(sessions(), "swap", "compute", patch.toString()));
+                SwapTest.ok(Hpvm.cmd(sessions(), "compact", "compute"));
+                Hpvm.Result r = SwapTest.ok(Hpvm.cmd(sessions(), "rollback", "compute"));
+                retries += r.out().contains("retries") ? 1 : 0;
+            }
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "after 15 rounds");
+            assertFalse(w.stderr().contains("bad "), w.stderr());
+            System.out.println("rounds with a retry (a thread inside compute's first instructions): " + retries);
+        }
+    }
+}
