@@ -44,12 +44,22 @@ public final class Relocator {
 
         /** The bytes to write at {@code patchAt}: {@code jmp stub}, then int3 over the rest of the displaced bytes. */
         public byte[] entryPatch(long stub) {
-            byte[] out = new byte[displaced];
-            java.util.Arrays.fill(out, (byte) 0xcc);
-            out[0] = (byte) 0xe9;
-            ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putInt(1, rel32(patchAt + JUMP_SIZE, stub));
-            return out;
+            return entryJump(patchAt, displaced, stub);
         }
+    }
+
+    /**
+     * An entry's jump as launch writes it and compaction rewrites it: {@code jmp target} at {@code at}, int3 over
+     * the rest of {@code length} bytes.
+     *
+     * @throws IllegalArgumentException when {@code target} is out of rel32 range
+     */
+    public static byte[] entryJump(long at, int length, long target) {
+        byte[] out = new byte[length];
+        java.util.Arrays.fill(out, (byte) 0xcc);
+        out[0] = (byte) 0xe9;
+        ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putInt(1, rel32(at + JUMP_SIZE, target));
+        return out;
     }
 
     private Relocator() {
@@ -291,7 +301,12 @@ public final class Relocator {
         return null;
     }
 
-    static int rel32(long from, long to) {
+    /**
+     * The rel32 displacement from {@code from} (the end of the branch) to {@code to}.
+     *
+     * @throws IllegalArgumentException when it does not fit in 32 bits
+     */
+    public static int rel32(long from, long to) {
         long d = to - from;
         if (d < Integer.MIN_VALUE || d > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("0x" + Long.toHexString(to) + " is out of rel32 range of 0x"

@@ -110,6 +110,20 @@ public final class ProcFs {
         }
     }
 
+    /** The thread ids of process {@code pid} ({@code /proc/PID/task}), in order; empty once it has ended. */
+    public static List<Integer> threads(int pid) {
+        List<Integer> out = new ArrayList<>();
+        try (var tasks = Files.list(Path.of("/proc/" + pid + "/task"))) {
+            for (Path task : tasks.toList()) {
+                out.add(Integer.parseInt(task.getFileName().toString()));
+            }
+        } catch (IOException | NumberFormatException e) {
+            // the process ended
+        }
+        out.sort(null);
+        return out;
+    }
+
     /**
      * {@code pid} and every process descended from it, from each thread's {@code children} list (the kernel's
      * record of the processes a thread forked); far cheaper than reading every process of the machine. A process

@@ -93,22 +93,21 @@ public final class RemoteThread implements AutoCloseable {
     static List<Integer> threadsByPreference(int pid) {
         List<Integer> quiet = new ArrayList<>();
         List<Integer> rest = new ArrayList<>();
-        try (var tasks = Files.list(Path.of("/proc/" + pid + "/task"))) {
-            for (Path task : tasks.toList()) {
-                int tid = Integer.parseInt(task.getFileName().toString());
-                String syscall;
-                try {
-                    syscall = Files.readString(task.resolve("syscall")).trim();
-                } catch (IOException e) {
-                    syscall = "running";
-                }
-                String nr = syscall.split(" ")[0];
-                boolean blocked = nr.chars().allMatch(Character::isDigit) && QUIET_SYSCALLS.contains(
-                    Integer.parseInt(nr));
-                (blocked ? quiet : rest).add(tid);
-            }
-        } catch (IOException e) {
+        List<Integer> tids = ProcFs.threads(pid);
+        if (tids.isEmpty()) {
             rest.add(pid);
+        }
+        for (int tid : tids) {
+            String syscall;
+            try {
+                syscall = Files.readString(Path.of("/proc/" + pid + "/task/" + tid + "/syscall")).trim();
+            } catch (IOException e) {
+                syscall = "running";
+            }
+            String nr = syscall.split(" ")[0];
+            boolean blocked = nr.chars().allMatch(Character::isDigit) && QUIET_SYSCALLS.contains(
+                Integer.parseInt(nr));
+            (blocked ? quiet : rest).add(tid);
         }
         quiet.sort(null);
         rest.sort((a, b) -> a == pid ? -1 : b == pid ? 1 : Integer.compare(a, b));

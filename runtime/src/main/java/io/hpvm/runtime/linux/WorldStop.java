@@ -1,6 +1,5 @@
 package io.hpvm.runtime.linux;
 
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -55,7 +54,7 @@ public final class WorldStop implements AutoCloseable {
             for (int round = 0; ; round++) {
                 List<Held> fresh = new ArrayList<>();
                 for (int pid : pids) {
-                    for (int tid : tasks(pid)) {
+                    for (int tid : ProcFs.threads(pid)) {
                         if (!w.held.containsKey(tid)) {
                             Tracee t;
                             try {
@@ -101,19 +100,6 @@ public final class WorldStop implements AutoCloseable {
             w.close();
             throw e;
         }
-    }
-
-    private static List<Integer> tasks(int pid) {
-        List<Integer> out = new ArrayList<>();
-        try (var s = Files.list(Path.of("/proc/" + pid + "/task"))) {
-            for (Path p : s.toList()) {
-                out.add(Integer.parseInt(p.getFileName().toString()));
-            }
-        } catch (IOException | NumberFormatException e) {
-            // the process ended
-        }
-        out.sort(null);
-        return out;
     }
 
     /**

@@ -293,7 +293,6 @@ public final class Supervisor {
         Map<Integer, Long> trampolineOf = new HashMap<>();
         Map<Integer, String> entryNotes = new HashMap<>();
         long startTime;
-        Map<Long, Integer> sitesPerFunction = new HashMap<>();
         /** Per slot: the rel32 fields of its rewritten call sites ({@link SiteTable}). */
         io.hpvm.asm.LongList[] sitesOf;
         /** Per slot: where its entry jump was written (0: not redirected), and the bytes it replaced. */
@@ -420,7 +419,6 @@ public final class Supervisor {
                     rel.putInt(at, site.displacementTo(stubAddress(s, slot)));
                     patches.edited(site.displacementAddress(), 4);
                     s.sitesOf[slot].add(site.displacementAddress());
-                    s.sitesPerFunction.merge(site.target(), 1, Integer::sum);
                     s.callSites++;
                 }
                 timings.mark("rewrite");
@@ -492,7 +490,7 @@ public final class Supervisor {
                 PatchableFunctions.Function f = functions.get(i);
                 long entry = s.bias + f.address();
                 reg.putFunction(new FunctionRecord(f.name(), i, entry, f.size(), stubAddress(s, i),
-                    s.sitesPerFunction.getOrDefault(entry, 0), s.trampolineOf.getOrDefault(i, 0L),
+                    s.sitesOf[i].size(), s.trampolineOf.getOrDefault(i, 0L),
                     options.redirectEntries() ? s.entryNotes.getOrDefault(i, "") : "entry redirection off"));
             }
             reg.putSession(new SessionInfo(session.pid(), s.startTime, program.toAbsolutePath().normalize().toString(),

@@ -182,21 +182,25 @@ public final class Compaction {
     }
 
     private static byte[] rel32(long next, long target, FunctionRecord fn) throws SystemException {
-        long d = target - next;
-        if (d != (int) d) {
-            throw new SystemException("a call site of " + fn.name() + " at " + Elf.hex(next - 5) + " cannot reach "
-                + Elf.hex(target) + " with a 32-bit displacement");
+        try {
+            return ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(Relocator.rel32(next, target)).array();
+        } catch (IllegalArgumentException e) {
+            throw outOfRange(next - 5, target, fn, e);
         }
-        return ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt((int) d).array();
     }
 
     /** {@code jmp target} padded with int3 to {@code length} bytes, as launch wrote the entry. */
     private static byte[] jump(long at, int length, long target, FunctionRecord fn) throws SystemException {
-        byte[] out = new byte[length];
-        java.util.Arrays.fill(out, (byte) 0xcc);
-        out[0] = (byte) 0xe9;
-        System.arraycopy(rel32(at + Relocator.JUMP_SIZE, target, fn), 0, out, 1, 4);
-        return out;
+        try {
+            return Relocator.entryJump(at, length, target);
+        } catch (IllegalArgumentException e) {
+            throw outOfRange(at, target, fn, e);
+        }
+    }
+
+    private static SystemException outOfRange(long at, long target, FunctionRecord fn, Exception e) {
+        return new SystemException("a call site of " + fn.name() + " at " + Elf.hex(at) + " cannot reach "
+            + Elf.hex(target) + " with a 32-bit displacement", e);
     }
 
     private static void sleep(int attempt) throws SystemException {
