@@ -110,7 +110,7 @@ class CompactionTest {
 
             Hpvm.Result c = SwapTest.ok(Hpvm.cmd(sessions(), "compact", "compute"));
             assertTrue(c.out().matches("compacted 1 function \\(compute\\): 1 call sites and 1 entries rewritten; the "
-                + "worker's 1 threads were stopped for [0-9.]+ ms\\n"), c.out());
+                + "worker's thread was stopped for [0-9.]+ ms\\n"), c.out());
             Text v0 = text(w);
             assertTrue(v0.siteTargets().stream().allMatch(t -> t == v0.fn().address()), "compacted v0: sites -> the "
                 + "original entry " + v0);
@@ -140,7 +140,7 @@ class CompactionTest {
             assertTrue(SwapTest.ok(Hpvm.cmd(sessions(), "compact", "--undo", "compute")).out()
                 .startsWith("nothing to route"));
 
-            assertEquals(2, Hpvm.cmd(sessions(), "compact").code(), "no function named");
+            assertEquals(2, Hpvm.cmd(sessions(), "compact", "--undo").code(), "--undo without names");
             assertEquals(2, Hpvm.cmd(sessions(), "compact", "--all", "compute").code(), "both");
             Hpvm.Result missing = Hpvm.cmd(sessions(), "compact", "nosuch");
             assertEquals(5, missing.code(), missing.toString());

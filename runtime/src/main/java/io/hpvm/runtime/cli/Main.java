@@ -49,6 +49,7 @@ public final class Main implements Runnable {
         COMMANDS.put("ls", LsCommand::new);
         COMMANDS.put("rollback", RollbackCommand::new);
         COMMANDS.put("compact", CompactCommand::new);
+        COMMANDS.put("top", TopCommand::new);
         COMMANDS.put("warmup", WarmupCommand::new);
         COMMANDS.put("help", CommandLine.HelpCommand::new);
     }

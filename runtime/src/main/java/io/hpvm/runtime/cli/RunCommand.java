@@ -1,5 +1,7 @@
 package io.hpvm.runtime.cli;
 
+import io.hpvm.runtime.ExitCode;
+import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.supervisor.Supervisor;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -40,6 +42,13 @@ final class RunCommand implements Callable<Integer> {
         description = "Compiler flags the program was built with; 'hpvm swap FN file.c' compiles with them.")
     String cflags;
 
+    @Option(names = "--compact", paramLabel = "auto[:SECONDS]",
+        description = "Compact hot functions by itself: every SECONDS (default 10) sample the worker for one second "
+            + "and compact each function with at least 0.5% of the samples that was not swapped or rolled back in the "
+            + "last SECONDS (see 'hpvm compact'). Off by default: each compaction stops the worker's threads briefly, "
+            + "and a later swap of a compacted function costs one more stop.")
+    String compact;
+
     @Option(names = "--arena-size", paramLabel = "BYTES", defaultValue = "32M",
         description = "Space reserved for patch code (sparse until used; default ${DEFAULT-VALUE}). Suffixes K, M.")
     String arenaSize;
@@ -56,7 +65,20 @@ final class RunCommand implements Callable<Integer> {
         argv.add(program);
         argv.addAll(args);
         return new Supervisor(new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size"), timings,
-            !noEntryRedirect, cflags, !noAgent, json, Main::serve), System.err)
+            !noEntryRedirect, cflags, !noAgent, json, Main::serve, autoCompactMillis()), System.err)
             .run(argv);
+    }
+
+    /** {@code --compact}: 0 when off, else the period in milliseconds. */
+    private long autoCompactMillis() throws HpvmException {
+        if (compact == null) {
+            return 0;
+        }
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("auto(?::([0-9]{1,6}))?").matcher(compact);
+        if (!m.matches() || (m.group(1) != null && Integer.parseInt(m.group(1)) == 0)) {
+            throw new HpvmException(ExitCode.USAGE, "--compact takes auto or auto:SECONDS (1 or more), not '"
+                + compact + "'");
+        }
+        return (m.group(1) == null ? 10 : Integer.parseInt(m.group(1))) * 1000L;
     }
 }

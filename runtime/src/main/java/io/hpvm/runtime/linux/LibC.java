@@ -98,5 +98,12 @@ public interface LibC extends Library {
 
     long read(int fd, byte[] buffer, long count) throws LastErrorException;
 
+    /** {@code syscall(2)} with a pointer and four integers (perf_event_open). */
+    long syscall(long number, Pointer a, long b, long c, long d, long e) throws LastErrorException;
+
+    Pointer mmap(Pointer addr, long length, int prot, int flags, int fd, long offset) throws LastErrorException;
+
+    int munmap(Pointer addr, long length);
+
     long write(int fd, byte[] buffer, long count) throws LastErrorException;
 }

@@ -21,10 +21,12 @@ import java.util.List;
  *                   plain rollback undoes (it returns to the entry below the top, whatever its number)
  * @param compacted  true when its call sites (and redirected entry) branch straight to the current version instead
  *                   of through the stub ({@code hpvm compact}); a swap or rollback returns it to routed first
+ * @param changed   when its slot was last stored by a swap or rollback (epoch millis; 0 = never since launch): what
+ *                  "has not changed for a while" means to {@code hpvm compact} without names
  */
 public record FunctionRecord(String name, int slot, long address, long size, long stub, int callSites, int current,
                              int versions, long trampoline, String entryNote, List<Integer> installed,
-                             boolean compacted) {
+                             boolean compacted, long changed) {
 
     /** Installations remembered for rollback; older ones (above version 0 at the bottom) are forgotten. */
     public static final int MAX_INSTALLED = 1000;
@@ -36,7 +38,7 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
     /** A function as {@code hpvm run} registers it: running version 0. */
     public FunctionRecord(String name, int slot, long address, long size, long stub, int callSites, long trampoline,
                           String entryNote) {
-        this(name, slot, address, size, stub, callSites, 0, 1, trampoline, entryNote, List.of(0), false);
+        this(name, slot, address, size, stub, callSites, 0, 1, trampoline, entryNote, List.of(0), false, 0);
     }
 
     String encode() {
@@ -46,7 +48,7 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
         }
         return new Fields().put("slot", slot).put("addr", address).put("size", size).put("stub", stub)
             .put("sites", callSites).put("current", current).put("versions", versions).put("tramp", trampoline)
-            .put("entry", entryNote).put("installed", history).put("compacted", compacted ? 1 : 0).encode();
+            .put("entry", entryNote).put("installed", history).put("compacted", compacted ? 1 : 0).put("changed", changed).encode();
     }
 
     static FunctionRecord decode(String name, String s) {
@@ -66,7 +68,7 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
         }
         return new FunctionRecord(name, f.integer("slot"), f.num("addr"), f.num("size"), f.num("stub"),
             f.integer("sites"), current, f.integer("versions"), f.num("tramp"), f.str("entry"), installed,
-            f.integer("compacted") == 1);
+            f.integer("compacted") == 1, f.num("changed"));
     }
 
     /** The record after {@code version} was installed (a swap, or a rollback with an explicit target). */
@@ -77,7 +79,7 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
             next.remove(1); // the oldest installation above version 0
         }
         return new FunctionRecord(name, slot, address, size, stub, callSites, version, versionCount, trampoline,
-            entryNote, next, compacted);
+            entryNote, next, compacted, System.currentTimeMillis());
     }
 
     /**
@@ -92,13 +94,13 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
     public FunctionRecord withLastUndone() {
         List<Integer> next = new ArrayList<>(installed.subList(0, Math.max(1, installed.size() - 1)));
         return new FunctionRecord(name, slot, address, size, stub, callSites, next.get(next.size() - 1), versions,
-            trampoline, entryNote, next, compacted);
+            trampoline, entryNote, next, compacted, System.currentTimeMillis());
     }
 
     /** The record with its compaction state set. */
     public FunctionRecord withCompacted(boolean on) {
         return new FunctionRecord(name, slot, address, size, stub, callSites, current, versions, trampoline, entryNote,
-            installed, on);
+            installed, on, changed);
     }
 
     /** True when every call reaches the slot: the entry itself jumps to the stub. */

@@ -40,6 +40,8 @@ final class ControlServer implements AutoCloseable {
 
     private final SessionDir session;
     private final CommandRunner runner;
+    /** {@code --compact=auto}, or null. */
+    private final AutoCompaction auto;
     private final int pid;
     private final long pad;
     /** hpvm's agent thread in the worker (not in its forked children), or null. */
@@ -58,9 +60,10 @@ final class ControlServer implements AutoCloseable {
      * @param pad hpvm's call pad in the worker ({@code int3} at +0, {@code syscall; int3} at +8), see
      *            {@link RemoteThread}
      */
-    ControlServer(SessionDir session, int pid, long pad, WorkerAgent agent, CommandRunner runner)
-        throws SystemException {
+    ControlServer(SessionDir session, int pid, long pad, WorkerAgent agent, CommandRunner runner,
+                  AutoCompaction auto) throws SystemException {
         this.session = session;
+        this.auto = auto;
         this.pid = pid;
         this.pad = pad;
         this.agent = agent;
@@ -107,8 +110,15 @@ final class ControlServer implements AutoCloseable {
             if (status != null) {
                 return status;
             }
+            if (auto != null) {
+                auto.tick();
+            }
+            long wait = exitWatched ? 0 : 100;
+            if (auto != null) {
+                wait = wait == 0 ? auto.waitMillis() : Math.min(wait, auto.waitMillis());
+            }
             try {
-                selector.select(exitWatched ? 0 : 100);
+                selector.select(wait);
             } catch (IOException e) {
                 throw new SystemException("control socket: " + e.getMessage(), e);
             }
@@ -345,6 +355,9 @@ final class ControlServer implements AutoCloseable {
 
     @Override
     public void close() {
+        if (auto != null) {
+            auto.close();
+        }
         if (agent != null) {
             agent.close();
         }

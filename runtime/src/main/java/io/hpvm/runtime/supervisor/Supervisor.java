@@ -59,7 +59,7 @@ public final class Supervisor {
      * @param commands runs the commands thin clients send (null: requests for commands are answered "not here")
      */
     public record Options(boolean quiet, long arenaSize, boolean timings, boolean redirectEntries, String cflags,
-                          boolean agent, boolean json, CommandRunner commands) {
+                          boolean agent, boolean json, CommandRunner commands, long autoCompactMillis) {
     }
 
     private final Options options;
@@ -145,7 +145,8 @@ public final class Supervisor {
             registry = warm.thenApply(v -> createRegistry(s0, functions.size()));
             setup = prepare(tracee, image, functions, session, timings);
             server = new ControlServer(session, pid, setup.callPad, setup.agent == null ? null : setup.agent.agent(),
-                options.commands());
+                options.commands(), options.autoCompactMillis() > 0
+                    ? new AutoCompaction(session, options.autoCompactMillis(), err) : null);
             tracee.detach();
             timings.mark("detach");
             writeRegistry(joinRegistry(registry), session, setup, functions, program, image);

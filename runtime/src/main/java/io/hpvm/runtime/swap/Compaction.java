@@ -218,10 +218,11 @@ public final class Compaction {
             return compact ? "nothing to compact: every function named is compacted already"
                 : "nothing to route: every function named is routed already";
         }
-        return String.format("%s %d function%s (%s): %d call sites and %d entries rewritten; the worker's %d threads "
-                + "were stopped for %.2f ms%s", compact ? "compacted" : "routed", r.functions().size(),
+        return String.format("%s %d function%s (%s): %d call sites and %d entries rewritten; the worker's %s "
+                + "stopped for %.2f ms%s", compact ? "compacted" : "routed", r.functions().size(),
             r.functions().size() == 1 ? "" : "s", r.functions().size() <= 5 ? String.join(", ", r.functions())
-                : String.join(", ", r.functions().subList(0, 5)) + ", ...", r.sites(), r.entries(), r.threads(),
+                : String.join(", ", r.functions().subList(0, 5)) + ", ...", r.sites(), r.entries(),
+            r.threads() == 1 ? "thread was" : r.threads() + " threads were",
             r.pauseMicros() / 1000.0, r.attempts() > 1 ? " (after " + (r.attempts() - 1) + " retries: a thread "
                 + "was inside an entry being rewritten)" : "");
     }

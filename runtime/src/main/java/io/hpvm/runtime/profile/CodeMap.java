@@ -1,0 +1,93 @@
+package io.hpvm.runtime.profile;
+
+import io.hpvm.asm.Relocator;
+import io.hpvm.asm.Snippets;
+import io.hpvm.runtime.session.FunctionRecord;
+import io.hpvm.runtime.session.Registry;
+import io.hpvm.runtime.session.SlotTable;
+import io.hpvm.runtime.session.VersionRecord;
+
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * Which patchable function an instruction address belongs to, and whether it is dispatch code: the function's
+ * original body, each of its versions, and what routing adds in front of them (its stub, the trampoline holding its
+ * relocated first instructions, the register-preserving thunk of its current version). Samples in dispatch code are
+ * what compaction gives back.
+ */
+public final class CodeMap {
+
+    /** How many bytes a thunk is taken to span (it is a few dozen; the next range start cuts it shorter). */
+    private static final int THUNK_SPAN = 256;
+
+    private record Range(long end, int function, boolean dispatch) {
+    }
+
+    private final List<FunctionRecord> functions;
+    private final TreeMap<Long, Range> ranges = new TreeMap<>();
+
+    private CodeMap(List<FunctionRecord> functions) {
+        this.functions = functions;
+    }
+
+    /** The map of the functions in {@code reg} now, every version included. */
+    public static CodeMap of(Registry reg, SlotTable slots) {
+        CodeMap m = new CodeMap(reg.functions());
+        for (int i = 0; i < m.functions.size(); i++) {
+            FunctionRecord fn = m.functions.get(i);
+            m.add(fn.address(), fn.size(), i, false);
+            m.add(fn.stub(), Snippets.STUB_STRIDE, i, true);
+            if (fn.trampoline() != 0) {
+                m.add(fn.trampoline(), Relocator.MAX_TRAMPOLINE, i, true);
+            }
+            long versionEntry = 0;
+            for (int v = 1; v < fn.versions(); v++) {
+                VersionRecord r = reg.version(fn.name(), v);
+                if (r != null) {
+                    m.add(r.address(), Math.max(1, r.size()), i, false);
+                    if (v == fn.current()) {
+                        versionEntry = r.address();
+                    }
+                }
+            }
+            long slot = slots.get(fn.slot());
+            if (fn.current() != 0 && slot != versionEntry) {
+                m.add(slot, THUNK_SPAN, i, true);
+            }
+        }
+        // A range ends where the next begins (a patch set's first member carries the whole image's size).
+        Map.Entry<Long, Range> prev = null;
+        for (Map.Entry<Long, Range> e : m.ranges.entrySet()) {
+            if (prev != null && prev.getValue().end() > e.getKey()) {
+                Range p = prev.getValue();
+                prev.setValue(new Range(e.getKey(), p.function(), p.dispatch()));
+            }
+            prev = e;
+        }
+        return m;
+    }
+
+    private void add(long start, long size, int function, boolean dispatch) {
+        if (start != 0 && size > 0) {
+            ranges.merge(start, new Range(start + size, function, dispatch), (old, nu) -> old);
+        }
+    }
+
+    /** The index (in {@link #functions()}) of the function {@code ip} belongs to, or -1. */
+    public int functionAt(long ip) {
+        Map.Entry<Long, Range> e = ranges.floorEntry(ip);
+        return e != null && ip < e.getValue().end() ? e.getValue().function() : -1;
+    }
+
+    /** True when {@code ip} lies in a stub, trampoline or thunk. */
+    public boolean isDispatch(long ip) {
+        Map.Entry<Long, Range> e = ranges.floorEntry(ip);
+        return e != null && ip < e.getValue().end() && e.getValue().dispatch();
+    }
+
+    public List<FunctionRecord> functions() {
+        return functions;
+    }
+}
