@@ -173,4 +173,68 @@ class CompactionTest {
             System.out.println("rounds with a retry (a thread inside compute's first instructions): " + retries);
         }
     }
+    /** f reached directly, by a tail call, through a pointer; cmp reached only as qsort's callback. */
+    static final String PATHS_WORKER = """
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+        __attribute__((noinline)) int cmp(const void *a, const void *b) {
+            long x = *(const long *) a, y = *(const long *) b;
+            return (x > y) - (x < y);
+        }
+        __attribute__((noinline)) long f(long x) { return x * 2; }
+        __attribute__((noinline)) long tail(long x) { return f(x + 0); }
+        long (*volatile fp)(long) = f;
+        int main(void) {
+            setvbuf(stdout, NULL, _IOLBF, 0);
+            for (long i = 0; ; i++) {
+                long a[3] = {3, 1, 2};
+                qsort(a, 3, sizeof a[0], cmp);
+                printf("%ld %ld %ld %ld %ld%ld%ld\\n", i, f(i), tail(i), fp(i), a[0], a[1], a[2]);
+                usleep(20000);
+            }
+        }
+        """;
+
+    /** Waits for a line where every path gives {@code k * i} and qsort sorted into {@code order}, then checks 5 more. */
+    static void assertPaths(TestWorker w, long k, String order, String what) {
+        java.util.function.Predicate<String> ok = line -> {
+            String[] f = line.trim().split(" ");
+            long i = Long.parseLong(f[0]);
+            return f.length == 5 && Long.parseLong(f[1]) == k * i && Long.parseLong(f[2]) == k * i
+                && Long.parseLong(f[3]) == k * i && f[4].equals(order);
+        };
+        int first = w.awaitLineIndex(w.mark(), ok, java.time.Duration.ofSeconds(20));
+        for (String line : w.awaitLines(first, 5, java.time.Duration.ofSeconds(20))) {
+            assertTrue(ok.test(line), what + ": '" + line + "'\n" + w);
+        }
+    }
+
+    @Test
+    void everyPathRunsTheCurrentVersionInEachState() {
+        Path exe = Gcc.executable(dir, "paths", PATHS_WORKER, "-O2");
+        Path f3 = Gcc.object(dir, "f3", "long f(long x) { return x * 3; }\n", "-O2");
+        Path desc = Gcc.object(dir, "desc", """
+            int cmp(const void *a, const void *b) {
+                long x = *(const long *) a, y = *(const long *) b;
+                return (x < y) - (x > y);
+            }
+            """, "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            assertPaths(w, 2, "123", "routed v0");
+            SwapTest.ok(Hpvm.cmd(sessions(), "compact", "f", "cmp"));
+            assertPaths(w, 2, "123", "compacted v0");
+            assertTrue(SwapTest.ok(Hpvm.cmd(sessions(), "swap", "f", f3.toString())).out().contains("first routed"));
+            assertTrue(SwapTest.ok(Hpvm.cmd(sessions(), "swap", "cmp", desc.toString())).out()
+                .contains("first routed"));
+            assertPaths(w, 3, "321", "swapped from compacted");
+            SwapTest.ok(Hpvm.cmd(sessions(), "compact", "f", "cmp"));
+            assertPaths(w, 3, "321", "compacted v1");
+            SwapTest.ok(Hpvm.cmd(sessions(), "rollback", "f"));
+            SwapTest.ok(Hpvm.cmd(sessions(), "rollback", "cmp"));
+            assertPaths(w, 2, "123", "rolled back from compacted v1");
+            SwapTest.ok(Hpvm.cmd(sessions(), "compact", "--all"));
+            assertPaths(w, 2, "123", "compacted v0 again");
+        }
+    }
 }

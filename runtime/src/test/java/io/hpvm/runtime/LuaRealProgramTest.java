@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -59,15 +60,7 @@ class LuaRealProgramTest {
 
     @Test
     void stringLenIsSwappedWhileTheInterpreterRuns() throws Exception {
-        Path src = WORK.resolve("src");
-        String original = Files.readString(src.resolve("lstrlib.c"));
-        String modified = original.replaceFirst(
-            "(static int str_len \\(lua_State \\*L\\) \\{\\s*size_t l;\\s*luaL_checklstring\\(L, 1, &l\\);\\s*"
-                + "lua_pushinteger\\(L, \\(lua_Integer\\)l)\\);", "$1 + 1000);");
-        assertTrue(!modified.equals(original), "str_len found in lstrlib.c");
-        Path patchDir = Files.createDirectories(WORK.resolve("patch"));
-        Path patch = Gcc.object(patchDir, "lstrlib", modified, "-O2", "-g", "-DLUA_COMPAT_5_3", "-DLUA_USE_LINUX",
-            "-I" + WORK.resolve("inc"), "-I" + src, "-ffunction-sections", "-fdata-sections");
+        Path patch = stringLenPatch();
         Path sessions = WORK.resolve("sessions-swap");
         try (TestWorker w = TestWorker.start(sessions, List.of(), lua,
             ROOT.resolve("examples/lua/echo_len.lua").toString());
@@ -82,6 +75,61 @@ class LuaRealProgramTest {
             assertEquals("xy 1002", ask(w, in, "xy"));
             assertEquals(0, Hpvm.cmd(sessions, "rollback", "str_len").code());
             assertEquals("abcdef 6", ask(w, in, "abcdef"));
+        }
+    }
+
+    /** lstrlib.c with str_len returning the length plus 1000, compiled with the interpreter's flags. */
+    private Path stringLenPatch() throws IOException {
+        Path src = WORK.resolve("src");
+        String original = Files.readString(src.resolve("lstrlib.c"));
+        String modified = original.replaceFirst(
+            "(static int str_len \\(lua_State \\*L\\) \\{\\s*size_t l;\\s*luaL_checklstring\\(L, 1, &l\\);\\s*"
+                + "lua_pushinteger\\(L, \\(lua_Integer\\)l)\\);", "$1 + 1000);");
+        assertTrue(!modified.equals(original), "str_len found in lstrlib.c");
+        Path patchDir = Files.createDirectories(WORK.resolve("patch"));
+        return Gcc.object(patchDir, "lstrlib", modified, "-O2", "-g", "-DLUA_COMPAT_5_3", "-DLUA_USE_LINUX",
+            "-I" + WORK.resolve("inc"), "-I" + src, "-ffunction-sections", "-fdata-sections");
+    }
+
+    /**
+     * {@code --compact=auto}: the busy interpreter (examples/lua/busy.lua, hundreds of C functions called) is
+     * sampled and its hot functions compacted while it works; every answer matches a native run's, and string.len
+     * is still swapped and rolled back.
+     */
+    @Test
+    void autoCompactionKeepsTheOutputAndSwapsStillWork() throws Exception {
+        Path script = ROOT.resolve("examples/lua/busy.lua");
+        int lines = 400;
+        StringBuilder input = new StringBuilder();
+        for (int i = 1; i <= lines; i++) {
+            input.append(i).append('\n');
+        }
+        Process nat = new ProcessBuilder(lua.toString(), script.toString()).start();
+        try (OutputStream o = nat.getOutputStream()) {
+            o.write(input.toString().getBytes(StandardCharsets.UTF_8));
+        }
+        List<String> expected = new String(nat.getInputStream().readAllBytes(), StandardCharsets.UTF_8).lines()
+            .toList();
+        assertEquals(0, nat.waitFor());
+        assertEquals(lines, expected.size());
+        Path patch = stringLenPatch();
+        Path sessions = WORK.resolve("sessions-auto");
+        try (TestWorker w = TestWorker.start(sessions, List.of("--compact=auto:1"), lua, script.toString());
+             OutputStream in = w.supervisor().getOutputStream()) {
+            int mark = w.mark();
+            in.write(input.toString().getBytes(StandardCharsets.UTF_8)); // about 5 s of work
+            in.flush();
+            List<String> got = w.awaitLines(mark, lines, Duration.ofSeconds(120));
+            assertEquals(expected, got, "every answer as natively, while functions were compacted");
+            String compacted = w.awaitStderr(l -> l.contains("--compact=auto: compacted"), Duration.ofSeconds(10));
+            assertTrue(compacted.matches("hpvm: --compact=auto: compacted \\d+ functions \\(.*"), compacted);
+            assertTrue(Hpvm.cmd(sessions, "ls").out().contains("compacted (direct calls)"));
+
+            assertEquals(0, Hpvm.cmd(sessions, "swap", "str_len", patch.toString()).code());
+            assertEquals("abcdef 263117516 1006", ask(w, in, "abcdef"));
+            assertEquals(0, Hpvm.cmd(sessions, "rollback", "str_len").code());
+            assertEquals("abcdef 263117516 6", ask(w, in, "abcdef"));
+            assertFalse(w.stderr().contains("error"), w.stderr());
         }
     }
 
