@@ -5,6 +5,7 @@
  * is over before it measures) and prints "ns_per_call X" (MODE empty, recursive) or "ns_per_op X" (mixed).
  *   empty      N calls to an empty non-inlined function in a tight loop
  *   handstub   the same loop through a hand-written `jmp [rip+slot]` stub (the design's floor, run natively)
+ *   pointer    N calls to the empty function through a function pointer (reaches the entry, not a call site)
  *   recursive  fa(N) where fa and fb call each other twice per level (no loop the compiler can make of it)
  *   mixed      N "requests": format a key, hash it, look it up in a table, update a counter, sort now and then
  */
@@ -21,6 +22,7 @@ static double now_ns(void)
 }
 
 __attribute__((noinline)) void empty(void) { __asm__ volatile(""); }
+void (*volatile empty_ptr)(void) = empty;
 
 /* The design's floor, measured natively: the same loop calling a hand-written `jmp [rip+slot]` stub. */
 void *hand_slot = (void *) empty;
@@ -80,11 +82,14 @@ int main(int argc, char **argv)
     double best = 1e300;
     long sink = 0;
     int kind = strcmp(mode, "empty") == 0 ? 0 : strcmp(mode, "recursive") == 0 ? 1
-        : strcmp(mode, "handstub") == 0 ? 3 : 2;
+        : strcmp(mode, "handstub") == 0 ? 3 : strcmp(mode, "pointer") == 0 ? 4 : 2;
     for (int rep = 0; rep < 5; rep++) {
         double t0 = now_ns(), per;
         if (kind == 0) {
             for (long i = 0; i < n; i++) empty();
+            per = (now_ns() - t0) / n;
+        } else if (kind == 4) {
+            for (long i = 0; i < n; i++) empty_ptr();
             per = (now_ns() - t0) / n;
         } else if (kind == 3) {
             for (long i = 0; i < n; i++) hand_stub();

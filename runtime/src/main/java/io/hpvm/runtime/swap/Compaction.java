@@ -113,6 +113,12 @@ public final class Compaction {
         if (processes.isEmpty()) {
             throw new HpvmException(ExitCode.NO_SESSION, "the worker of session " + session.dir() + " is not running");
         }
+        // The new text is made before the world stops (nothing else writes it: swaps hold the session lock, and a
+        // program does not write its own text), so the stop itself is the writes: one per run of adjacent pages.
+        Map<Integer, List<Run>> text = new java.util.LinkedHashMap<>();
+        for (int pid : processes) {
+            text.put(pid, prepare(pid, edits));
+        }
         long pause = 0;
         int threads = 0;
         int attempt = 1;
@@ -120,8 +126,8 @@ public final class Compaction {
             try (WorldStop world = WorldStop.stop(processes)) {
                 String busy = busy(world, edits);
                 if (busy == null) {
-                    for (int pid : processes) {
-                        write(pid, edits);
+                    for (Map.Entry<Integer, List<Run>> p : text.entrySet()) {
+                        write(p.getKey(), p.getValue());
                     }
                     threads = world.threads().size();
                     pause = world.micros();
@@ -156,27 +162,58 @@ public final class Compaction {
         return null;
     }
 
-    /** Writes the edits into one process's text, one read and one write per page touched. */
-    private static void write(int pid, List<Edit> edits) throws SystemException {
+    /** Adjacent pages of new text, written with one write. */
+    private record Run(long address, byte[] bytes) {
+    }
+
+    /** One process's text with the edits applied, as runs of adjacent edited pages (pages without edits left out). */
+    private static List<Run> prepare(int pid, List<Edit> edits) throws SystemException {
         TreeMap<Long, List<Edit>> pages = new TreeMap<>();
         for (Edit e : edits) {
             for (long p = e.address() & ~4095L; p < e.address() + e.bytes().length; p += 4096) {
                 pages.computeIfAbsent(p, k -> new ArrayList<>()).add(e);
             }
         }
-        try (ProcessMemory mem = new ProcessMemory(pid, true)) {
-            for (Map.Entry<Long, List<Edit>> page : pages.entrySet()) {
-                long base = page.getKey();
-                byte[] bytes = mem.read(base, 4096);
-                for (Edit e : page.getValue()) {
-                    for (int i = 0; i < e.bytes().length; i++) {
-                        long a = e.address() + i;
-                        if (a >= base && a < base + 4096) {
-                            bytes[(int) (a - base)] = e.bytes()[i];
-                        }
+        List<Run> runs = new ArrayList<>();
+        try (ProcessMemory mem = new ProcessMemory(pid, false)) {
+            long start = -1;
+            long end = -1;
+            for (long page : pages.keySet()) {
+                if (page != end) {
+                    if (start >= 0) {
+                        runs.add(run(mem, start, end, pages));
+                    }
+                    start = page;
+                }
+                end = page + 4096;
+            }
+            if (start >= 0) {
+                runs.add(run(mem, start, end, pages));
+            }
+        }
+        return runs;
+    }
+
+    private static Run run(ProcessMemory mem, long start, long end, TreeMap<Long, List<Edit>> pages)
+        throws SystemException {
+        byte[] bytes = mem.read(start, (int) (end - start));
+        for (List<Edit> onPage : pages.subMap(start, end).values()) {
+            for (Edit e : onPage) {
+                for (int i = 0; i < e.bytes().length; i++) {
+                    long a = e.address() + i;
+                    if (a >= start && a < end) {
+                        bytes[(int) (a - start)] = e.bytes()[i];
                     }
                 }
-                mem.write(base, bytes);
+            }
+        }
+        return new Run(start, bytes);
+    }
+
+    private static void write(int pid, List<Run> runs) throws SystemException {
+        try (ProcessMemory mem = new ProcessMemory(pid, true)) {
+            for (Run r : runs) {
+                mem.write(r.address(), r.bytes());
             }
         }
     }
