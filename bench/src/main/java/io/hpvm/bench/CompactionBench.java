@@ -8,7 +8,7 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * Section 5 of the bench: compaction (issue 11). A real program's cost routed and compacted (the Lua interpreter),
+ * Section 6 of the bench: compaction (issue 11). A real program's cost routed and compacted (the Lua interpreter),
  * the pause of compacting every function of Lua and of a 16,000-site program, the pause a swap of a compacted
  * function adds, and what sampling for hot functions costs the worker.
  */
@@ -49,7 +49,7 @@ final class CompactionBench {
         swapOfCompacted();
         samplingCost();
         bench.report.detail("""
-            ### 5. Compaction
+            ### 6. Compaction
 
             `hpvm compact` rewrites a function's call sites (and its redirected entry) to branch straight to its
             current version, with every thread of the worker stopped through ptrace (`runtime/.../swap/Compaction`).
@@ -70,7 +70,7 @@ final class CompactionBench {
             out.toString()).redirectErrorStream(true).start();
         String log = new String(p.getInputStream().readAllBytes());
         if (p.waitFor() != 0) {
-            bench.report.row("5. compaction", "Lua workload", "not measured", "<= 1.03x", null,
+            bench.report.row("6. compaction", "Lua workload", "not measured", "<= 1.03x", null,
                 "examples/lua/build-lua.sh failed: " + log.strip().lines().reduce((a, b) -> b).orElse(""));
             return;
         }
@@ -94,13 +94,13 @@ final class CompactionBench {
                 sites = m.group(1);
             }
         }
-        bench.report.row("5. compaction", "Lua workload (busy.lua), routed", Stats.of(routed).format("%.3f") + "x",
+        bench.report.row("6. compaction", "Lua workload (busy.lua), routed", Stats.of(routed).format("%.3f") + "x",
             "", null, "routed / native: every call to a routed function goes through its stub");
         Stats comp = Stats.of(compacted);
-        bench.report.row("5. compaction", "Lua workload (busy.lua), compacted", comp.format("%.3f") + "x",
+        bench.report.row("6. compaction", "Lua workload (busy.lua), compacted", comp.format("%.3f") + "x",
             "<= 1.03x", comp.median() <= 1.03, "compacted / native, after `hpvm compact --all`");
         Stats ps = Stats.of(pauses);
-        bench.report.row("5. compaction", "pause: compacting every Lua function (" + sites + " call sites)",
+        bench.report.row("6. compaction", "pause: compacting every Lua function (" + sites + " call sites)",
             ps.format("%.2f") + " ms", "<= 2 ms", ps.median() <= 2, "one stop of the world, 1 thread");
     }
 
@@ -151,7 +151,7 @@ final class CompactionBench {
             }
         }
         Stats ps = Stats.of(pauses);
-        bench.report.row("5. compaction", "pause: compacting a " + sites + "-site program (8,000 functions)",
+        bench.report.row("6. compaction", "pause: compacting a " + sites + "-site program (8,000 functions)",
             ps.format("%.2f") + " ms", "<= 5 ms", ps.median() <= 5, "one stop of the world, 1 thread; "
             + "`compact --all`, then `--undo --all`, repeated");
     }
@@ -173,7 +173,7 @@ final class CompactionBench {
             }
         }
         Stats ps = Stats.of(pauses);
-        bench.report.row("5. compaction", "pause: swapping a compacted function", ps.format("%.2f") + " ms",
+        bench.report.row("6. compaction", "pause: swapping a compacted function", ps.format("%.2f") + " ms",
             "<= 1 ms", ps.median() <= 1, "the stop that returns it to routed before the slot store (examples/counter)");
     }
 
@@ -188,7 +188,7 @@ final class CompactionBench {
         }
         Stats s = Stats.of(ratios);
         double cost = (s.median() - 1) * 100;
-        bench.report.row("5. compaction", "cost of sampling (hpvm top, 1 kHz per thread)", String.format("%+.2f%%",
+        bench.report.row("6. compaction", "cost of sampling (hpvm top, 1 kHz per thread)", String.format("%+.2f%%",
             cost), "<= 1%", cost <= 1, "dispatch.c mixed under hpvm, sampled / not, " + s.format("%.4f")
             + "x; --compact=auto samples 1 s in 10: a tenth of this");
     }
