@@ -126,10 +126,7 @@ final class CompactionBench {
     private void manySites() throws Exception {
         int n = 8000; // f_i calls f_{i+1} and f_{i+2}: two call sites per function
         StringBuilder c = new StringBuilder("#include <stdio.h>\n#include <unistd.h>\n");
-        for (int i = n - 1; i >= 0; i--) {
-            c.append(String.format("__attribute__((noinline)) long g%d(long x) { return x < 2 ? x * %d : ", i, i + 1));
-            c.append(i + 2 < n ? String.format("g%d(x - 1) + g%d(x - 2); }%n", i + 1, i + 2) : "x; }\n");
-        }
+        LaunchBench.chain(c, "g", n);
         c.append("int main(void) { for (long r = 0; ; r++) { long s = 0; for (int i = 0; i < 100; i++) "
             + "s += g0(3 + i % 5); printf(\"%ld\\n\", s); fflush(stdout); usleep(20000); } }\n");
         Path src = bench.nativeDir.resolve("sites16k.c");

@@ -116,10 +116,7 @@ final class LaunchBench {
     Path manyFunctions() throws Exception {
         int n = 3000;
         StringBuilder c = new StringBuilder("#include <stdio.h>\n#include <time.h>\n#include <unistd.h>\n");
-        for (int i = n - 1; i >= 0; i--) {
-            c.append(String.format("__attribute__((noinline)) long f%d(long x) { return x < 2 ? x * %d : ", i, i + 1));
-            c.append(i + 2 < n ? String.format("f%d(x - 1) + f%d(x - 2); }%n", i + 1, i + 2) : "x; }\n");
-        }
+        chain(c, "f", n);
         c.append("""
             int main(int argc, char **argv) {
                 struct timespec t;
@@ -146,6 +143,19 @@ final class LaunchBench {
             throw new IllegalStateException("gcc many.c failed:\n" + out);
         }
         return exe;
+    }
+
+    /**
+     * C source of {@code n} non-inlined functions {@code PREFIX0..} where each calls the next two: two direct call
+     * sites per function (but the last two), defined callees first.
+     */
+    static void chain(StringBuilder c, String prefix, int n) {
+        for (int i = n - 1; i >= 0; i--) {
+            c.append(String.format("__attribute__((noinline)) long %s%d(long x) { return x < 2 ? x * %d : ", prefix, i,
+                i + 1));
+            c.append(i + 2 < n ? String.format("%s%d(x - 1) + %s%d(x - 2); }%n", prefix, i + 1, prefix, i + 2)
+                : "x; }\n");
+        }
     }
 
     private double timeToMain(boolean underHpvm, String[] prog) {

@@ -72,8 +72,7 @@ final class CompactCommand extends SessionCommand {
             Profile.Report p = Profile.measure(s, sampleFor, Profile.DEFAULT_HZ);
             long now = System.currentTimeMillis();
             List<FunctionRecord> hot = p.hot(minShare, (long) (stableFor * 1000), now);
-            long recent = p.rows().stream().filter(r -> p.share(r) >= minShare && !r.function().compacted())
-                .count() - hot.size();
+            int recent = p.candidates(minShare).size() - hot.size();
             measured = String.format("%d samples in %.1f s; %d routed function%s at %s%% or more%s", p.total(),
                 p.seconds(), hot.size(), hot.size() == 1 ? "" : "s", fmt(minShare), recent == 0 ? ""
                     : " (" + recent + " more changed in the last " + fmt(stableFor) + " s: left routed)");
@@ -84,7 +83,7 @@ final class CompactCommand extends SessionCommand {
                     out().println("nothing to compact: " + measured + "; the most sampled: " + (p.rows().isEmpty()
                         ? "none" : String.join(", ", p.rows().subList(0, Math.min(3, p.rows().size())).stream()
                         .map(r -> String.format("%s %.1f%% (%s)", r.function().name(), p.share(r),
-                            r.function().compacted() ? "compacted" : "routed")).toList())));
+                            r.function().state())).toList())));
                 }
                 return 0;
             }

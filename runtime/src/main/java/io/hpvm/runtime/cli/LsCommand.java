@@ -55,7 +55,7 @@ final class LsCommand extends SessionCommand {
                             .put("entry_redirected", f.entryRedirected())
                             .put("entry_note", f.entryRedirected() ? null : f.entryNote())
                             .put("thunk", v != null && v.preserved() != 0)
-                            .put("state", f.compacted() ? "compacted" : "routed"));
+                            .put("state", f.state()));
                     }
                 }
                 emit(result().put("pid", info.pid()).put("executable", info.executable())

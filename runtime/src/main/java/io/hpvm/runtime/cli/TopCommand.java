@@ -57,12 +57,7 @@ final class TopCommand extends SessionCommand {
         boolean redraw = System.console() != null && !json;
         try (Profile p = Profile.start(s, hz)) {
             for (int round = 1; rounds == 0 || round <= rounds; round++) {
-                long end = System.nanoTime() + (long) (delay * 1e9);
-                for (long left; (left = end - System.nanoTime()) > 0; ) {
-                    Thread.sleep(Math.min(Profile.POLL_MILLIS, left / 1_000_000 + 1));
-                    p.poll();
-                }
-                Profile.Report r = p.report();
+                Profile.Report r = p.sampleFor(delay);
                 if (json) {
                     emitJson(s, r);
                 } else {
@@ -88,7 +83,7 @@ final class TopCommand extends SessionCommand {
         for (Profile.Row row : r.rows().subList(0, Math.min(limit, r.rows().size()))) {
             FunctionRecord fn = row.function();
             o.printf("%6.1f%% %9d %8.1f%%  %-10s %7s  %s%n", r.share(row), row.samples(),
-                r.total() == 0 ? 0.0 : 100.0 * row.dispatch() / r.total(), fn.compacted() ? "compacted" : "routed",
+                r.total() == 0 ? 0.0 : 100.0 * row.dispatch() / r.total(), fn.state(),
                 "v" + fn.current(), fn.name());
         }
         o.printf("%6.1f%% %9d %9s  %-10s %7s  %s%n", r.total() == 0 ? 0.0 : 100.0 * r.outside() / r.total(),
@@ -104,7 +99,7 @@ final class TopCommand extends SessionCommand {
             FunctionRecord fn = row.function();
             rows.add(new Json().put("function", fn.name()).put("samples", row.samples())
                 .put("dispatch_samples", row.dispatch()).put("share_percent", Math.round(r.share(row) * 10) / 10.0)
-                .put("state", fn.compacted() ? "compacted" : "routed").put("version", fn.current()));
+                .put("state", fn.state()).put("version", fn.current()));
         }
         emit(result().put("pid", s.pid()).put("threads", r.threads()).put("samples", r.total())
             .put("outside_samples", r.outside()).put("lost", r.lost()).put("seconds", r.seconds()).put("hz", r.hz())

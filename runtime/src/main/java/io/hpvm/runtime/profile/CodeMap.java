@@ -25,6 +25,15 @@ public final class CodeMap {
     private record Range(long end, int function, boolean dispatch) {
     }
 
+    /**
+     * Where an address lies.
+     *
+     * @param function its index in {@link #functions()}
+     * @param dispatch true in a stub, trampoline or thunk
+     */
+    public record Place(int function, boolean dispatch) {
+    }
+
     private final List<FunctionRecord> functions;
     private final TreeMap<Long, Range> ranges = new TreeMap<>();
 
@@ -75,16 +84,11 @@ public final class CodeMap {
         }
     }
 
-    /** The index (in {@link #functions()}) of the function {@code ip} belongs to, or -1. */
-    public int functionAt(long ip) {
+    /** The function {@code ip} belongs to and whether it is dispatch code, or null outside every function. */
+    public Place at(long ip) {
         Map.Entry<Long, Range> e = ranges.floorEntry(ip);
-        return e != null && ip < e.getValue().end() ? e.getValue().function() : -1;
-    }
-
-    /** True when {@code ip} lies in a stub, trampoline or thunk. */
-    public boolean isDispatch(long ip) {
-        Map.Entry<Long, Range> e = ranges.floorEntry(ip);
-        return e != null && ip < e.getValue().end() && e.getValue().dispatch();
+        return e != null && ip < e.getValue().end() ? new Place(e.getValue().function(), e.getValue().dispatch())
+            : null;
     }
 
     public List<FunctionRecord> functions() {

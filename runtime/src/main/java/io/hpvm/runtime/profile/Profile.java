@@ -50,15 +50,14 @@ public final class Profile implements AutoCloseable {
          * swapped or rolled back for {@code stableMillis}.
          */
         public List<FunctionRecord> hot(double minSharePercent, long stableMillis, long nowMillis) {
-            List<FunctionRecord> out = new ArrayList<>();
-            for (Row r : rows) {
-                FunctionRecord fn = r.function();
-                if (share(r) >= minSharePercent && !fn.compacted()
-                    && (fn.changed() == 0 || nowMillis - fn.changed() >= stableMillis)) {
-                    out.add(fn);
-                }
-            }
-            return out;
+            return candidates(minSharePercent).stream()
+                .filter(fn -> fn.changed() == 0 || nowMillis - fn.changed() >= stableMillis).toList();
+        }
+
+        /** The routed functions with at least {@code minSharePercent} of the samples, stable or not. */
+        public List<FunctionRecord> candidates(double minSharePercent) {
+            return rows.stream().filter(r -> share(r) >= minSharePercent && !r.function().compacted())
+                .map(Row::function).toList();
         }
     }
 
@@ -85,13 +84,18 @@ public final class Profile implements AutoCloseable {
     /** Samples for {@code seconds} (blocking) and reports. */
     public static Report measure(SessionDir session, double seconds, int hz) throws HpvmException {
         try (Profile p = start(session, hz)) {
-            long end = System.nanoTime() + (long) (seconds * 1e9);
-            for (long left; (left = end - System.nanoTime()) > 0; ) {
-                sleep(Math.min(POLL_MILLIS, left / 1_000_000 + 1));
-                p.poll();
-            }
-            return p.report();
+            return p.sampleFor(seconds);
         }
+    }
+
+    /** Samples for {@code seconds} more (blocking, emptying the rings as needed) and reports the window. */
+    public Report sampleFor(double seconds) throws HpvmException {
+        long end = System.nanoTime() + (long) (seconds * 1e9);
+        for (long left; (left = end - System.nanoTime()) > 0; ) {
+            sleep(Math.min(POLL_MILLIS, left / 1_000_000 + 1));
+            poll();
+        }
+        return report();
     }
 
     /** Takes the samples out of the rings (call at least every {@link #POLL_MILLIS}), following new threads. */
@@ -117,13 +121,13 @@ public final class Profile implements AutoCloseable {
         for (Map.Entry<Long, long[]> e : counts.entrySet()) {
             long n = e.getValue()[0];
             total += n;
-            int f = map.functionAt(e.getKey());
-            if (f < 0) {
+            CodeMap.Place at = map.at(e.getKey());
+            if (at == null) {
                 outside += n;
             } else {
-                samples[f] += n;
-                if (map.isDispatch(e.getKey())) {
-                    dispatch[f] += n;
+                samples[at.function()] += n;
+                if (at.dispatch()) {
+                    dispatch[at.function()] += n;
                 }
             }
         }

@@ -103,6 +103,11 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
             installed, on, changed);
     }
 
+    /** "compacted" or "routed", as {@code ls}, {@code top} and {@code --json} name the state. */
+    public String state() {
+        return compacted ? "compacted" : "routed";
+    }
+
     /** True when every call reaches the slot: the entry itself jumps to the stub. */
     public boolean entryRedirected() {
         return trampoline != 0;

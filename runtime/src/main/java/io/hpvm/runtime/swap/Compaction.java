@@ -19,7 +19,6 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
 
 /**
  * Moves functions between the two states of {@code ../shared/DESIGN.md}, "Compaction". <em>Routed</em>: the call
@@ -115,9 +114,10 @@ public final class Compaction {
         }
         // The new text is made before the world stops (nothing else writes it: swaps hold the session lock, and a
         // program does not write its own text), so the stop itself is the writes: one per run of adjacent pages.
+        List<Span> spans = spans(edits);
         Map<Integer, List<Run>> text = new java.util.LinkedHashMap<>();
         for (int pid : processes) {
-            text.put(pid, prepare(pid, edits));
+            text.put(pid, prepare(pid, spans));
         }
         long pause = 0;
         int threads = 0;
@@ -166,48 +166,42 @@ public final class Compaction {
     private record Run(long address, byte[] bytes) {
     }
 
-    /** One process's text with the edits applied, as runs of adjacent edited pages (pages without edits left out). */
-    private static List<Run> prepare(int pid, List<Edit> edits) throws SystemException {
-        TreeMap<Long, List<Edit>> pages = new TreeMap<>();
-        for (Edit e : edits) {
-            for (long p = e.address() & ~4095L; p < e.address() + e.bytes().length; p += 4096) {
-                pages.computeIfAbsent(p, k -> new ArrayList<>()).add(e);
+    /** A run of adjacent pages the edits touch (the same in every process of the session), and its edits. */
+    private record Span(long start, long end, List<Edit> edits) {
+    }
+
+    /** The edits grouped into runs of adjacent touched pages; pages without an edit are left out. */
+    private static List<Span> spans(List<Edit> edits) {
+        List<Edit> sorted = new ArrayList<>(edits);
+        sorted.sort(java.util.Comparator.comparingLong(Edit::address));
+        List<Span> spans = new ArrayList<>();
+        for (Edit e : sorted) {
+            long first = e.address() & ~4095L;
+            long end = (e.address() + e.bytes().length + 4095) & ~4095L;
+            Span last = spans.isEmpty() ? null : spans.get(spans.size() - 1);
+            if (last != null && first <= last.end()) {
+                last.edits().add(e);
+                spans.set(spans.size() - 1, new Span(last.start(), Math.max(last.end(), end), last.edits()));
+            } else {
+                spans.add(new Span(first, end, new ArrayList<>(List.of(e))));
             }
         }
+        return spans;
+    }
+
+    /** One process's text with the edits applied, span by span. */
+    private static List<Run> prepare(int pid, List<Span> spans) throws SystemException {
         List<Run> runs = new ArrayList<>();
         try (ProcessMemory mem = new ProcessMemory(pid, false)) {
-            long start = -1;
-            long end = -1;
-            for (long page : pages.keySet()) {
-                if (page != end) {
-                    if (start >= 0) {
-                        runs.add(run(mem, start, end, pages));
-                    }
-                    start = page;
+            for (Span span : spans) {
+                byte[] bytes = mem.read(span.start(), (int) (span.end() - span.start()));
+                for (Edit e : span.edits()) {
+                    System.arraycopy(e.bytes(), 0, bytes, (int) (e.address() - span.start()), e.bytes().length);
                 }
-                end = page + 4096;
-            }
-            if (start >= 0) {
-                runs.add(run(mem, start, end, pages));
+                runs.add(new Run(span.start(), bytes));
             }
         }
         return runs;
-    }
-
-    private static Run run(ProcessMemory mem, long start, long end, TreeMap<Long, List<Edit>> pages)
-        throws SystemException {
-        byte[] bytes = mem.read(start, (int) (end - start));
-        for (List<Edit> onPage : pages.subMap(start, end).values()) {
-            for (Edit e : onPage) {
-                for (int i = 0; i < e.bytes().length; i++) {
-                    long a = e.address() + i;
-                    if (a >= start && a < end) {
-                        bytes[(int) (a - start)] = e.bytes()[i];
-                    }
-                }
-            }
-        }
-        return new Run(start, bytes);
     }
 
     private static void write(int pid, List<Run> runs) throws SystemException {
