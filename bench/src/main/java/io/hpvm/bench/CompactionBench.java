@@ -56,7 +56,8 @@ final class CompactionBench {
             The Lua rows run `examples/lua/busy.lua` (sorting, formatting, pattern matching, closures: hundreds of
             the interpreter's C functions) natively, under `hpvm run`, and under `hpvm run` after `hpvm compact
             --all`, alternately; the interpreter runs on CPU 0, and the supervisor and every hpvm command on CPU 1
-            (`taskset -a -p` moves the worker once it is ready); the script times itself with os.clock (best of 3 in-process).
+            (`taskset -a -p` moves the worker once it is ready); the script times itself with os.clock (best of 3
+            in-process).
             Pauses are what `hpvm compact --json` reports (first thread stopped to last resumed, measured by the
             supervisor). The sampling row runs dispatch.c's mixed loop under hpvm with and without `hpvm top`
             sampling it (1 kHz per thread, as `compact` without names and `--compact=auto` do), `hpvm top` pinned to

@@ -39,7 +39,9 @@ public final class PerfSampler implements AutoCloseable {
     private static final int PERF_RECORD_SAMPLE = 9;
     private static final int ATTR_SIZE = 64; // PERF_ATTR_SIZE_VER0: every field used here
     private static final int PAGE = 4096;
-    private static final int DATA_PAGES = 4; // 16 KiB per thread: 0.68 s of samples at 1 kHz between drains; small, because an unprivileged user may lock only perf_event_mlock_kb (516 KiB) per CPU
+    // 16 KiB per thread: 0.68 s of samples at 1 kHz between drains; small, because an unprivileged user may lock
+    // only perf_event_mlock_kb (516 KiB) per CPU for all its rings.
+    private static final int DATA_PAGES = 4;
     private static final int PROT_READ = 1;
     private static final int PROT_WRITE = 2;
     private static final int MAP_SHARED = 1;

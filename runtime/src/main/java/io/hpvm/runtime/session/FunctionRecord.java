@@ -48,7 +48,8 @@ public record FunctionRecord(String name, int slot, long address, long size, lon
         }
         return new Fields().put("slot", slot).put("addr", address).put("size", size).put("stub", stub)
             .put("sites", callSites).put("current", current).put("versions", versions).put("tramp", trampoline)
-            .put("entry", entryNote).put("installed", history).put("compacted", compacted ? 1 : 0).put("changed", changed).encode();
+            .put("entry", entryNote).put("installed", history).put("compacted", compacted ? 1 : 0)
+            .put("changed", changed).encode();
     }
 
     static FunctionRecord decode(String name, String s) {
