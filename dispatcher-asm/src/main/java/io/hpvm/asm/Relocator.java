@@ -165,6 +165,54 @@ public final class Relocator {
         return new Plan(patchAt, displaced, trampoline, null);
     }
 
+    /**
+     * Where a thread stopped at {@code rip} among an entry's displaced instructions continues equivalently once the
+     * entry is overwritten with the jump again: the trampoline's copy of the instruction that starts at {@code rip}.
+     * {@link #plan} moves instructions one for one (a relative branch re-encoded keeps its mnemonic; a moved call,
+     * always the last, becomes four instructions that start with {@code lea}), so the k-th displaced instruction is
+     * the trampoline's k-th. The end of the copied instructions maps to the trampoline's jump back: a thread whose
+     * interrupted system call the kernel restarts two bytes before its instruction pointer needs that.
+     *
+     * @param displaced    the entry's original bytes at {@code patchAt} (as {@link Plan#displaced} long)
+     * @param trampoline   the trampoline's bytes at {@code trampolineAt} (may run past its end)
+     * @return the equivalent address in the trampoline, or -1 when {@code rip} is no instruction boundary there
+     */
+    public static long equivalent(Decoder decoder, byte[] displaced, long patchAt, byte[] trampoline,
+                                  long trampolineAt, long rip) {
+        List<long[]> from = new ArrayList<>(); // {address, end}
+        List<String> fromNames = new ArrayList<>();
+        decoder.decode(displaced, patchAt, insn -> {
+            from.add(new long[] {insn.address(), insn.address() + insn.size()});
+            fromNames.add(insn.mnemonic());
+            return true;
+        });
+        List<Long> to = new ArrayList<>();
+        List<String> toNames = new ArrayList<>();
+        decoder.decode(trampoline, trampolineAt, insn -> {
+            to.add(insn.address());
+            toNames.add(insn.mnemonic());
+            return to.size() <= from.size();
+        });
+        for (int k = 0; k < from.size() && k < to.size(); k++) {
+            boolean same = fromNames.get(k).equals(toNames.get(k));
+            boolean movedCall = fromNames.get(k).equals("call") && toNames.get(k).equals("lea");
+            if (!same && !movedCall) {
+                return -1;
+            }
+            if (from.get(k)[0] == rip) {
+                return to.get(k);
+            }
+            if (movedCall) {
+                return -1; // its return address is outside the displaced bytes: never moved
+            }
+            if (from.get(k)[1] == rip && k + 1 < to.size() && toNames.get(k + 1).equals("jmp")
+                && (k + 1 == from.size() || !fromNames.get(k + 1).equals(toNames.get(k + 1)))) {
+                return to.get(k + 1); // the end of the copied instructions: the jump back
+            }
+        }
+        return -1;
+    }
+
     private record Insn(long address, byte[] bytes, String mnemonic, String operands) {
         long end() {
             return address + bytes.length;
@@ -214,7 +262,10 @@ public final class Relocator {
             int cc = rel8Jcc ? op & 0x0f : b[p + 1] & 0x0f;
             return writeBranch(out, 0x0f, 0x80 | cc, at, target);
         }
-        if (i.mnemonic.startsWith("xbegin") || i.mnemonic.startsWith("j") || i.mnemonic.contains("call")) {
+        // syscall runs the same anywhere (it returns to the next instruction, in the trampoline then); a thread
+        // whose interrupted syscall the kernel restarts at rip - 2 is taken care of by equivalent().
+        if (i.mnemonic.startsWith("xbegin") || i.mnemonic.startsWith("j")
+            || i.mnemonic.contains("call") && !i.mnemonic.equals("syscall")) {
             return "'" + i.mnemonic + " " + i.operands + "' at 0x" + Long.toHexString(i.address)
                 + " is a relative branch hpvm cannot move";
         }

@@ -160,6 +160,41 @@ class RelocatorTest {
         assertArrayEquals(b(0x41, 0xff, 0xe3), Arrays.copyOfRange(last.trampoline(), 23, 26), "jmp r11");
     }
 
+    /**
+     * A thread stopped between displaced instructions continues at the trampoline's copy of the next one; a
+     * re-encoded branch shifts the copies after it; a moved call's start maps to its {@code lea}; the end of the
+     * copies maps to the jump back; anything that is no instruction boundary maps nowhere.
+     */
+    @Test
+    void eachDisplacedInstructionHasItsEquivalentInTheTrampoline() {
+        byte[] code = b(
+            0x85, 0xff,             // test edi, edi
+            0x74, 0x10,             // je +0x10: je rel32 (6 bytes) in the trampoline
+            0x0f, 0x05,             // syscall
+            0xc3);
+        Relocator.Plan p = plan(code);
+        assertTrue(p.isValid(), p.refusal());
+        assertEquals(6, p.displaced());
+        byte[] original = Arrays.copyOf(code, p.displaced());
+        java.util.function.LongUnaryOperator eq = rip -> Relocator.equivalent(decoder, original, ENTRY,
+            Arrays.copyOf(p.trampoline(), Relocator.MAX_TRAMPOLINE), TRAMP, rip);
+        assertEquals(TRAMP, eq.applyAsLong(ENTRY));
+        assertEquals(TRAMP + 2, eq.applyAsLong(ENTRY + 2), "je");
+        assertEquals(TRAMP + 8, eq.applyAsLong(ENTRY + 4), "syscall, after the 6-byte je");
+        assertEquals(TRAMP + 10, eq.applyAsLong(ENTRY + 6), "the end: the jump back");
+        assertEquals(0xe9, p.trampoline()[10] & 0xff);
+        assertEquals(-1, eq.applyAsLong(ENTRY + 1), "inside test edi, edi");
+        assertEquals(-1, eq.applyAsLong(ENTRY + 7), "past the displaced bytes");
+
+        byte[] call = b(0x48, 0x83, 0xec, 0x08, 0xe8, 0x00, 0x01, 0x00, 0x00, 0xc3); // sub rsp, 8; call; ret
+        Relocator.Plan c = plan(call);
+        byte[] displacedCall = Arrays.copyOf(call, c.displaced());
+        assertEquals(TRAMP + 4, Relocator.equivalent(decoder, displacedCall, ENTRY, c.trampoline(), TRAMP,
+            ENTRY + 4), "the call's start: the lea that begins pushing its return address");
+        assertEquals(-1, Relocator.equivalent(decoder, displacedCall, ENTRY, c.trampoline(), TRAMP, ENTRY + 9),
+            "after a moved call is its return address, outside the trampoline");
+    }
+
     @Test
     void tooShortFunctionIsRefused() {
         Relocator.Plan p = plan(b(0x31, 0xc0, 0xc3)); // xor eax, eax; ret

@@ -127,25 +127,98 @@ class ThreadsAndForkTest {
             assertEquals(4, procs.split(", ").length, "the worker and its 3 children, not the child that exec'd: "
                 + ls.out());
             assertEquals(0, Hpvm.cmd(sessions(), "swap", "compute", times3.toString()).code());
-            // Lines printed before the swap may still be on their way through the pipes: start where every child
-            // has printed the new behaviour once; from there on, every line must be new.
-            Set<String> switched = new TreeSet<>();
-            int start = w.awaitLineIndex(Math.max(0, w.mark() - 1), l -> {
-                String[] f = l.split(" ");
-                if (Long.parseLong(f[1]) * 3 == Long.parseLong(f[2])) {
-                    switched.add(f[0]);
-                }
-                return switched.size() == 3;
-            }, Duration.ofSeconds(20));
-            List<String> after = w.awaitLines(start + 1, 24, Duration.ofSeconds(20));
-            Set<String> children = new TreeSet<>();
-            for (String line : after) {
-                String[] f = line.split(" ");
-                assertEquals(Long.parseLong(f[1]) * 3, Long.parseLong(f[2]), "child " + f[0] + " runs the new "
-                    + "version: " + line);
-                children.add(f[0]);
-            }
-            assertEquals(Set.of("0", "1", "2"), children);
+            assertEveryChild(w, 3, "after the swap");
         }
+    }
+
+    /**
+     * Compaction in a pre-forked server: each process has its own copy of the text (the first write made it
+     * private), so every process of the session is stopped and rewritten, and all of them are in the same state:
+     * checked in each child's memory and by what each child prints, directly and through a pointer (the entry).
+     */
+    @Test
+    void forkedChildrenShareEachChangeOfState() throws Exception {
+        Path exe = Gcc.executable(dir, "prefork2", """
+            #include <stdio.h>
+            #include <signal.h>
+            #include <sys/prctl.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            __attribute__((noinline)) long compute(long x) { return x * 2; }
+            long (*volatile fp)(long) = compute;
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (int k = 0; k < 3; k++) {
+                    if (fork() == 0) {
+                        prctl(PR_SET_PDEATHSIG, SIGKILL);
+                        for (long i = 0; ; i++) {
+                            long a = compute(i), b = fp(i);
+                            printf("%d %ld %ld\\n", k, i, a == b ? a : -1);
+                            usleep(20000);
+                        }
+                    }
+                }
+                while (wait(NULL) > 0) { }
+                return 0;
+            }
+            """, "-O2");
+        Path times3 = Gcc.object(dir, "times3g", "long compute(long x) { return x * 3; }\n", "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            w.awaitLines(0, 9, Duration.ofSeconds(20));
+            System.setProperty("hpvm.session.root", sessions().toString());
+            List<Integer> processes = SessionDir.find(w.pid()).processes();
+            assertEquals(4, processes.size(), "the worker and its 3 children: " + processes);
+
+            SwapTest.ok(Hpvm.cmd(sessions(), "compact", "compute"));
+            for (int pid : processes) {
+                CompactionTest.Text t = CompactionTest.text(sessions(), w, "compute", pid);
+                assertTrue(t.siteTargets().stream().allMatch(a -> a == t.fn().address()), "process " + pid
+                    + ": compacted v0, sites -> the original entry " + t);
+                assertTrue(java.util.Arrays.equals(t.sites().original(), t.entry()), "process " + pid
+                    + ": the original entry is back");
+            }
+            assertEveryChild(w, 2, "compacted at v0");
+
+            Hpvm.Result s = SwapTest.ok(Hpvm.cmd(sessions(), "swap", "compute", times3.toString()));
+            assertTrue(s.out().contains("first routed 1 function (compute)"), s.out());
+            assertEveryChild(w, 3, "swapped from compacted");
+            SwapTest.ok(Hpvm.cmd(sessions(), "compact", "compute"));
+            for (int pid : processes) {
+                CompactionTest.Text t = CompactionTest.text(sessions(), w, "compute", pid);
+                assertTrue(t.siteTargets().stream().allMatch(a -> a == t.slot()), "process " + pid
+                    + ": compacted v1, sites -> v1 " + t);
+                assertEquals(t.slot(), CompactionTest.jumpTarget(t), "process " + pid + ": the entry jumps to v1");
+            }
+            assertEveryChild(w, 3, "compacted at v1");
+            SwapTest.ok(Hpvm.cmd(sessions(), "rollback", "compute"));
+            for (int pid : processes) {
+                CompactionTest.Text t = CompactionTest.text(sessions(), w, "compute", pid);
+                assertTrue(t.siteTargets().stream().allMatch(a -> a == t.fn().stub()), "process " + pid
+                    + ": routed again, sites -> the stub " + t);
+            }
+            assertEveryChild(w, 2, "rolled back");
+        }
+    }
+
+    /**
+     * From where each of the 3 children has printed {@code k * i} once (lines printed before a change may still be
+     * on their way through the pipes), 24 more lines all say {@code k * i}.
+     */
+    static void assertEveryChild(TestWorker w, long k, String what) {
+        Set<String> switched = new TreeSet<>();
+        int start = w.awaitLineIndex(Math.max(0, w.mark() - 1), l -> {
+            String[] f = l.split(" ");
+            if (Long.parseLong(f[1]) * k == Long.parseLong(f[2])) {
+                switched.add(f[0]);
+            }
+            return switched.size() == 3;
+        }, Duration.ofSeconds(20));
+        Set<String> children = new TreeSet<>();
+        for (String line : w.awaitLines(start + 1, 24, Duration.ofSeconds(20))) {
+            String[] f = line.split(" ");
+            assertEquals(Long.parseLong(f[1]) * k, Long.parseLong(f[2]), what + ": child " + f[0] + ": " + line);
+            children.add(f[0]);
+        }
+        assertEquals(Set.of("0", "1", "2"), children, what);
     }
 }

@@ -20,15 +20,27 @@ import java.util.Map;
  */
 public final class WorldStop implements AutoCloseable {
 
-    /** A stopped thread and where it stopped. */
-    public record StoppedThread(int pid, int tid, long rip) {
+    /**
+     * A stopped thread and where it stopped.
+     *
+     * @param restarts whether it was stopped in a system call the kernel restarts on resumption, which it does by
+     *                 moving the instruction pointer back over the 2-byte {@code syscall}: it then resumes at
+     *                 {@code rip - 2}, not at {@code rip}
+     */
+    public record StoppedThread(int pid, int tid, long rip, boolean restarts) {
+    }
+
+    /** -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK: rax of an interrupted system call. */
+    private static boolean restarting(long[] regs) {
+        long rax = regs[Tracee.RAX];
+        return regs[Tracee.ORIG_RAX] >= 0 && (rax == -512 || rax == -513 || rax == -514 || rax == -516);
     }
 
     private static final class Held {
         final int pid;
         final Tracee tracee;
         int signal;
-        long rip;
+        long[] regs;
 
         Held(int pid, Tracee tracee) {
             this.pid = pid;
@@ -89,7 +101,7 @@ public final class WorldStop implements AutoCloseable {
                     if (st.event() == 0 && st.stopSignal() != LibC.SIGTRAP) {
                         h.signal = st.stopSignal(); // a signal it was about to take: given back on resumption
                     }
-                    h.rip = h.tracee.getRegs()[Tracee.RIP];
+                    h.regs = h.tracee.getRegs();
                 }
                 if (round > 1000) {
                     throw new SystemException("threads of pids " + pids + " keep appearing faster than hpvm can stop "
@@ -113,8 +125,23 @@ public final class WorldStop implements AutoCloseable {
     /** The stopped threads, with their instruction pointers. */
     public List<StoppedThread> threads() {
         List<StoppedThread> out = new ArrayList<>();
-        held.forEach((tid, h) -> out.add(new StoppedThread(h.pid, tid, h.rip)));
+        held.forEach((tid, h) -> out.add(new StoppedThread(h.pid, tid, h.regs[Tracee.RIP], restarting(h.regs))));
         return out;
+    }
+
+    /**
+     * Sets a stopped thread's instruction pointer: it resumes there (at {@code rip - 2} if it
+     * {@link StoppedThread#restarts restarts} a system call).
+     */
+    public void moveTo(int tid, long rip) throws SystemException {
+        Held h = held.get(tid);
+        if (h == null) {
+            throw new IllegalArgumentException("thread " + tid + " is not stopped here");
+        }
+        long[] regs = h.regs.clone();
+        regs[Tracee.RIP] = rip;
+        h.tracee.setRegs(regs);
+        h.regs = regs;
     }
 
     /** Microseconds since the first thread was stopped. */

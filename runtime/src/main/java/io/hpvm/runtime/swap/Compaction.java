@@ -1,5 +1,6 @@
 package io.hpvm.runtime.swap;
 
+import io.hpvm.asm.Decoder;
 import io.hpvm.asm.Relocator;
 import io.hpvm.loader.Elf;
 import io.hpvm.runtime.ExitCode;
@@ -30,13 +31,18 @@ import java.util.Map;
  * <p>This changes code other threads may be running, so it is done with every thread of every process of the
  * session stopped ({@link WorldStop}); the edits are rel32 fields of whole branch instructions (a thread is never
  * inside one: it stops at an instruction boundary, and the instruction it resumes at is read afresh) and the entry's
- * first bytes. Those are the one hazard: a thread stopped inside an entry's restored instructions (after the first)
- * would resume in the middle of the jump written over them, so then the world is resumed, and stopped again a
- * moment later, until no thread is there.
+ * first bytes. Those are the one hazard: a thread stopped inside an entry's restored instructions (after the first,
+ * or in a system call among them that the kernel restarts by stepping back over the {@code syscall}) would resume in
+ * the middle of the jump written over them. Such a thread is moved to the same place in the trampoline's copy of
+ * those instructions (the trampoline is version 0's way in, and jumps back after them), as Frida and the kernel's
+ * optprobes do; only if that place cannot be found is the world resumed and stopped again a moment later.
+ *
+ * <p>Not handled: a thread interrupted among those instructions by a signal whose handler is still running (the
+ * place it returns to is in the signal frame on its stack, not in its registers).
  */
 public final class Compaction {
 
-    /** Attempts before giving up on a thread that stays inside an entry's first instructions. */
+    /** Attempts before giving up on a thread that stays where it cannot be moved from (see {@link #move}). */
     private static final int ATTEMPTS = 20;
 
     /**
@@ -47,11 +53,12 @@ public final class Compaction {
      * @param entries   entries rewritten
      * @param pauseMicros how long the world was stopped (the last attempt)
      * @param threads   threads stopped
-     * @param attempts  stops it took (more than one when a thread was inside an entry being rewritten)
+     * @param attempts  stops it took (more than one when a thread could not be moved out of an entry's bytes)
+     * @param moved     threads moved from an entry's first instructions to their copy in its trampoline
      */
     public record Result(List<String> functions, int sites, int entries, long pauseMicros, int threads,
-                         int attempts) {
-        static final Result NOTHING = new Result(List.of(), 0, 0, 0, 0, 0);
+                         int attempts, int moved) {
+        static final Result NOTHING = new Result(List.of(), 0, 0, 0, 0, 0, 0);
     }
 
     private final SessionDir session;
@@ -62,8 +69,23 @@ public final class Compaction {
         this.reg = reg;
     }
 
-    /** One write into the text: {@code bytes} at {@code address}; no thread may be stopped in (guardFrom, guardTo). */
-    private record Edit(long address, byte[] bytes, long guardFrom, long guardTo, String function) {
+    /**
+     * One write into the text: {@code bytes} at {@code address}. When it puts an entry's jump back over the
+     * original instructions, {@code over} says which: a thread stopped among them is moved to their copy.
+     */
+    private record Edit(long address, byte[] bytes, Displaced over, String function) {
+    }
+
+    /** An entry's original instructions at {@code patchAt}, and the trampoline holding their copy. */
+    private record Displaced(long patchAt, byte[] original, long trampoline) {
+        /**
+         * Whether a thread stopped at {@code rip} would resume among them after the first: at rip, or two bytes
+         * before it when the kernel restarts the system call it was stopped in.
+         */
+        boolean holds(WorldStop.StoppedThread t) {
+            long resume = t.restarts() ? t.rip() - 2 : t.rip();
+            return t.rip() > patchAt && (resume > patchAt || t.restarts()) && resume < patchAt + original.length;
+        }
     }
 
     /**
@@ -88,7 +110,7 @@ public final class Compaction {
                 SiteTable.Entry e = table.entry(fn.slot());
                 long target = !compact ? fn.stub() : fn.current() == 0 ? fn.address() : slots.get(fn.slot());
                 for (long d : e.displacements()) {
-                    edits.add(new Edit(d, rel32(d + 4, target, fn), 0, 0, fn.name()));
+                    edits.add(new Edit(d, rel32(d + 4, target, fn), null, fn.name()));
                 }
                 sites += e.displacements().length;
                 if (e.redirected()) {
@@ -98,10 +120,10 @@ public final class Compaction {
                     } else {
                         entry = jump(e.patchAt(), e.original().length, compact ? target : fn.stub(), fn);
                     }
-                    // Putting the jump back over the original instructions: nobody may be stopped after the first.
-                    boolean hazard = !compact && fn.current() == 0;
-                    edits.add(new Edit(e.patchAt(), entry, hazard ? e.patchAt() : 0,
-                        hazard ? e.patchAt() + entry.length : 0, fn.name()));
+                    // Putting the jump back over the original instructions: a thread stopped after the first moves.
+                    boolean over = !compact && fn.current() == 0;
+                    edits.add(new Edit(e.patchAt(), entry, over ? new Displaced(e.patchAt(), e.original(),
+                        fn.trampoline()) : null, fn.name()));
                     entries++;
                 }
             }
@@ -121,10 +143,21 @@ public final class Compaction {
         }
         long pause = 0;
         int threads = 0;
+        int moved = 0;
         int attempt = 1;
         for (; ; attempt++) {
             try (WorldStop world = WorldStop.stop(processes)) {
-                String busy = busy(world, edits);
+                String busy = null;
+                moved = 0;
+                for (WorldStop.StoppedThread t : world.threads()) {
+                    for (Edit e : edits) {
+                        if (e.over() != null && e.over().holds(t)) {
+                            String why = move(world, t, e);
+                            moved += why == null ? 1 : 0;
+                            busy = busy == null ? why : busy;
+                        }
+                    }
+                }
                 if (busy == null) {
                     for (Map.Entry<Integer, List<Run>> p : text.entrySet()) {
                         write(p.getKey(), p.getValue());
@@ -145,20 +178,27 @@ public final class Compaction {
             reg.putFunction(fn.withCompacted(compact));
             names.add(fn.name());
         }
-        return new Result(names, sites, entries, pause, threads, attempt);
+        return new Result(names, sites, entries, pause, threads, attempt, moved);
     }
 
-    /** Which stopped thread is inside bytes about to be replaced, or null when none is. */
-    private static String busy(WorldStop world, List<Edit> edits) {
-        for (WorldStop.StoppedThread t : world.threads()) {
-            for (Edit e : edits) {
-                if (t.rip() > e.guardFrom() && t.rip() < e.guardTo()) {
-                    return "thread " + t.tid() + " of pid " + t.pid() + " was stopped at " + Elf.hex(t.rip())
-                        + ", inside the first instructions of " + e.function() + " (" + Elf.hex(e.guardFrom())
-                        + ".." + Elf.hex(e.guardTo()) + ")";
-                }
-            }
+    /**
+     * Moves {@code t}, stopped among the original instructions {@code e} writes the jump over, to their copy in the
+     * trampoline ({@link Relocator#equivalent}), where it runs them and jumps back after them; returns why it could
+     * not (then the world is resumed and stopped again), or null. Rare, so the decoding is done here, stopped.
+     */
+    private static String move(WorldStop world, WorldStop.StoppedThread t, Edit e) throws SystemException {
+        Displaced d = e.over();
+        long to;
+        try (ProcessMemory mem = new ProcessMemory(t.pid(), false); Decoder decoder = new Decoder()) {
+            to = Relocator.equivalent(decoder, d.original(), d.patchAt(), mem.read(d.trampoline(),
+                Relocator.MAX_TRAMPOLINE), d.trampoline(), t.rip());
         }
+        if (to < 0) {
+            return "thread " + t.tid() + " of pid " + t.pid() + " was stopped at " + Elf.hex(t.rip()) + ", inside "
+                + "the first instructions of " + e.function() + " (" + Elf.hex(d.patchAt()) + ".."
+                + Elf.hex(d.patchAt() + d.original().length) + ") but not where one begins";
+        }
+        world.moveTo(t.tid(), to);
         return null;
     }
 
@@ -255,6 +295,8 @@ public final class Compaction {
                 : String.join(", ", r.functions().subList(0, 5)) + ", ...", r.sites(), r.entries(),
             r.threads() == 1 ? "thread was" : r.threads() + " threads were",
             r.pauseMicros() / 1000.0, r.attempts() > 1 ? " (after " + (r.attempts() - 1) + " retries: a thread "
-                + "was inside an entry being rewritten)" : "");
+                + "was inside an entry being rewritten)" : "") + (r.moved() == 0 ? "" : "; " + r.moved() + " thread"
+                + (r.moved() == 1 ? " was" : "s were") + " among an entry's first instructions and continued in "
+                + "their copy in the trampoline");
     }
 }
