@@ -141,17 +141,20 @@ public final class Compaction {
         for (int pid : processes) {
             text.put(pid, prepare(pid, spans));
         }
+        List<Edit> over = edits.stream().filter(e -> e.over() != null).toList(); // usually none
         long pause = 0;
         int threads = 0;
         int moved = 0;
         int attempt = 1;
         for (; ; attempt++) {
-            try (WorldStop world = WorldStop.stop(processes)) {
-                String busy = null;
+            WorldStop world = WorldStop.stop(processes);
+            String busy = null;
+            try {
                 moved = 0;
-                for (WorldStop.StoppedThread t : world.threads()) {
-                    for (Edit e : edits) {
-                        if (e.over() != null && e.over().holds(t)) {
+                List<WorldStop.StoppedThread> stopped = over.isEmpty() ? List.of() : world.threads();
+                for (WorldStop.StoppedThread t : stopped) {
+                    for (Edit e : over) {
+                        if (e.over().holds(t)) {
                             String why = move(world, t, e);
                             moved += why == null ? 1 : 0;
                             busy = busy == null ? why : busy;
@@ -163,13 +166,17 @@ public final class Compaction {
                         write(p.getKey(), p.getValue());
                     }
                     threads = world.threads().size();
-                    pause = world.micros();
-                    break;
                 }
-                if (attempt == ATTEMPTS) {
-                    throw new HpvmException(ExitCode.SYSTEM, busy + " in all " + ATTEMPTS + " attempts; nothing was "
-                        + "changed: try again");
-                }
+            } finally {
+                world.close();
+            }
+            if (busy == null) {
+                pause = world.micros(); // until the last thread was resumed
+                break;
+            }
+            if (attempt == ATTEMPTS) {
+                throw new HpvmException(ExitCode.SYSTEM, busy + " in all " + ATTEMPTS + " attempts; nothing was "
+                    + "changed: try again");
             }
             sleep(attempt);
         }
