@@ -122,7 +122,7 @@ public final class WorldStop implements AutoCloseable {
     /**
      * The thread's stop (or exit), polled without sleeping for up to 20 ms before blocking in {@code waitpid}: the
      * stop usually comes within microseconds, and a supervisor asleep in {@code waitpid} must first be woken, which
-     * on a virtual machine whose idle CPU the hypervisor has descheduled took 2-12 ms (the Lua bench, 1 thread).
+     * on a virtual machine whose idle CPU the hypervisor has descheduled took 1-11 ms (the Lua bench, 1 thread).
      */
     private static WaitStatus awaitStop(Tracee t) throws SystemException {
         long until = System.nanoTime() + SPIN_NANOS;
