@@ -175,11 +175,11 @@ final class CompactionBench {
             "<= 1 ms", ps.median() <= 1, "the stop that returns it to routed before the slot store (examples/counter)");
     }
 
-    // What sampling (hpvm top, compact without names, --compact=auto) costs the worker.
     /**
-     * Three runs per round: no sampling; `hpvm top` sampling at 1 Hz (its JVM redraws and polls just the same on
-     * CPU 1: the control for what a busy neighbour CPU costs on this VM); `hpvm top` at 1 kHz. The cost of sampling
-     * is 1 kHz against 1 Hz; the whole cost of running `hpvm top` beside the worker is 1 kHz against none.
+     * What sampling (hpvm top, compact without names, --compact=auto) costs the worker. Three runs per round: no
+     * sampling; `hpvm top` sampling at 1 Hz (its JVM redraws and polls just the same on CPU 1: the control for what
+     * a busy neighbour CPU costs on this VM); `hpvm top` at 1 kHz. The cost of sampling is 1 kHz against 1 Hz; the
+     * whole cost of running `hpvm top` beside the worker is 1 kHz against none.
      */
     private void samplingCost() {
         int rounds = bench.quick ? 3 : 7;

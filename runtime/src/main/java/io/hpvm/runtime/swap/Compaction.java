@@ -79,12 +79,12 @@ public final class Compaction {
     /** An entry's original instructions at {@code patchAt}, and the trampoline holding their copy. */
     private record Displaced(long patchAt, byte[] original, long trampoline) {
         /**
-         * Whether a thread stopped at {@code rip} would resume among them after the first: at rip, or two bytes
-         * before it when the kernel restarts the system call it was stopped in.
+         * Whether a thread would resume inside them: at its rip, after the first instruction; or, when the kernel
+         * restarts the system call it was stopped in, at rip - 2, the {@code syscall} itself, even the first.
          */
         boolean holds(WorldStop.StoppedThread t) {
-            long resume = t.restarts() ? t.rip() - 2 : t.rip();
-            return t.rip() > patchAt && (resume > patchAt || t.restarts()) && resume < patchAt + original.length;
+            long end = patchAt + original.length;
+            return t.restarts() ? t.rip() - 2 >= patchAt && t.rip() - 2 < end : t.rip() > patchAt && t.rip() < end;
         }
     }
 
@@ -151,8 +151,7 @@ public final class Compaction {
             String busy = null;
             try {
                 moved = 0;
-                List<WorldStop.StoppedThread> stopped = over.isEmpty() ? List.of() : world.threads();
-                for (WorldStop.StoppedThread t : stopped) {
+                for (WorldStop.StoppedThread t : world.threads()) {
                     for (Edit e : over) {
                         if (e.over().holds(t)) {
                             String why = move(world, t, e);
