@@ -43,10 +43,10 @@ final class RunCommand implements Callable<Integer> {
     String cflags;
 
     @Option(names = "--compact", paramLabel = "auto[:SECONDS]",
-        description = "Compact hot functions by itself: every SECONDS (default 10) sample the worker for one second "
-            + "and compact each function with at least 0.5%% of the samples that was not swapped or rolled back in the "
-            + "last SECONDS (see 'hpvm compact'). Off by default: each compaction stops the worker's threads briefly, "
-            + "and a later swap of a compacted function costs one more stop.")
+        description = "Compact hot functions by itself: every SECONDS (default 10) sample the worker at 100 Hz for "
+            + "SECONDS/2 (1 to 5 s) and compact each function with at least 0.5%% of the samples that was not swapped "
+            + "or rolled back in the last SECONDS (see 'hpvm compact'). Off by default: each compaction stops the "
+            + "worker's threads briefly, and a later swap of a compacted function costs one more stop.")
     String compact;
 
     @Option(names = "--arena-size", paramLabel = "BYTES", defaultValue = "32M",

@@ -23,7 +23,11 @@ import java.util.Map;
  */
 public final class Profile implements AutoCloseable {
 
-    /** Samples per second of each thread's CPU time (perf top's default is 4000; 1 kHz costs ~0.1%, see bench). */
+    /**
+     * Samples per second of each thread's CPU time for {@code hpvm top} and {@code hpvm compact} (perf top's default
+     * is 4000). It costs the worker a few percent while it samples on this project's VMs (bench section 6), which a
+     * command the user runs for a moment may take; {@code --compact=auto} samples at 100 Hz instead.
+     */
     public static final int DEFAULT_HZ = 1000;
     /** How often samples must be taken out of the rings so that none is dropped (4 pages hold 0.68 s at 1 kHz). */
     public static final long POLL_MILLIS = 100;
