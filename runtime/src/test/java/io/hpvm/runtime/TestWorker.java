@@ -68,17 +68,7 @@ public final class TestWorker implements AutoCloseable {
             cmd.addAll(List.of("/bin/sh", "-c", "\"$@\" & echo \"supervisor pid $!\" >&2; wait; exec sleep 3600",
                 "sh"));
         }
-        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-            if (a.startsWith("--add-") || a.startsWith("-Dchronicle")) {
-                cmd.add(a);
-            }
-        }
-        cmd.add("-XX:TieredStopAtLevel=1");
-        cmd.add("-cp");
-        cmd.add(System.getProperty("java.class.path"));
-        cmd.add("io.hpvm.runtime.cli.Main");
-        cmd.add("run");
+        cmd.addAll(hpvmCommand("run"));
         cmd.addAll(runOptions);
         cmd.add(exe.toString());
         cmd.addAll(List.of(args));
@@ -90,6 +80,39 @@ public final class TestWorker implements AutoCloseable {
             return w;
         } catch (IOException e) {
             throw new AssertionError("cannot start hpvm run: " + e, e);
+        }
+    }
+
+    /**
+     * {@code hpvm ARGS} as a separate JVM, started exactly like {@code bin/hpvm} does (same main class, this test
+     * JVM's classpath and module flags).
+     */
+    public static List<String> hpvmCommand(String... args) {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (a.startsWith("--add-") || a.startsWith("-Dchronicle")) {
+                cmd.add(a);
+            }
+        }
+        cmd.add("-XX:TieredStopAtLevel=1");
+        cmd.add("-cp");
+        cmd.add(System.getProperty("java.class.path"));
+        cmd.add("io.hpvm.runtime.cli.Main");
+        cmd.addAll(List.of(args));
+        return cmd;
+    }
+
+    /** Starts {@code exe args} without hpvm (for {@code hpvm attach}); this test is its parent. */
+    public static TestWorker startNative(Path exe, String... args) {
+        List<String> cmd = new ArrayList<>(List.of(exe.toString()));
+        cmd.addAll(List.of(args));
+        try {
+            TestWorker w = new TestWorker(new ProcessBuilder(cmd).start());
+            w.pid = (int) w.process.pid();
+            return w;
+        } catch (IOException e) {
+            throw new AssertionError("cannot start " + exe + ": " + e, e);
         }
     }
 

@@ -81,6 +81,10 @@ public interface LibC extends Library {
 
     int getuid();
 
+    int geteuid();
+
+    int dup2(int oldfd, int newfd) throws LastErrorException;
+
     int getpid();
 
     int open(String path, int flags, int mode) throws LastErrorException;

@@ -110,6 +110,23 @@ public final class ProcFs {
         }
     }
 
+    /**
+     * The value of line {@code key} of {@code /proc/PID/status} ("Uid", "TracerPid", "CapEff", ...), trimmed, or null
+     * when the process or the line does not exist.
+     */
+    public static String status(int pid, String key) {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+                if (line.startsWith(key + ":")) {
+                    return line.substring(key.length() + 1).trim();
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // no such process
+        }
+        return null;
+    }
+
     /** The thread ids of process {@code pid} ({@code /proc/PID/task}), in order; empty once it has ended. */
     public static List<Integer> threads(int pid) {
         List<Integer> out = new ArrayList<>();

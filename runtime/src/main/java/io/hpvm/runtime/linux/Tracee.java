@@ -98,6 +98,27 @@ public final class Tracee {
         }
     }
 
+    /** How long {@link #awaitStop} polls before it blocks. */
+    private static final long SPIN_NANOS = 20_000_000;
+
+    /**
+     * The next stop (or exit), polled without sleeping for up to 20 ms before blocking in {@code waitpid}: a stop
+     * hpvm asked for (an interrupt, an injected system call's trap) usually comes within microseconds, and a
+     * supervisor asleep in {@code waitpid} must first be woken, which on a virtual machine whose idle CPU the
+     * hypervisor has descheduled took 1-11 ms (the Lua bench, 1 thread).
+     */
+    public WaitStatus awaitStop() throws SystemException {
+        long until = System.nanoTime() + SPIN_NANOS;
+        while (System.nanoTime() < until) {
+            WaitStatus st = pollStop();
+            if (st != null) {
+                return st;
+            }
+            Thread.onSpinWait();
+        }
+        return waitStop();
+    }
+
     public void cont(int signal) throws SystemException {
         call("PTRACE_CONT", LibC.PTRACE_CONT, 0, signal);
     }
@@ -134,7 +155,7 @@ public final class Tracee {
         int signal = 0;
         while (true) {
             cont(signal);
-            WaitStatus st = waitStop();
+            WaitStatus st = awaitStop();
             if (!st.stopped()) {
                 throw new SystemException("worker " + pid + " " + st + " while " + what);
             }

@@ -92,7 +92,7 @@ public final class WorldStop implements AutoCloseable {
                     return w;
                 }
                 for (Held h : fresh) {
-                    WaitStatus st = awaitStop(h.tracee);
+                    WaitStatus st = h.tracee.awaitStop();
                     if (!st.stopped()) {
                         w.held.remove(h.tracee.pid()); // it exited
                         if (h.tracee.pid() == h.pid) {
@@ -116,26 +116,6 @@ public final class WorldStop implements AutoCloseable {
         }
     }
 
-    /** How long {@link #awaitStop} polls before it blocks. */
-    private static final long SPIN_NANOS = 20_000_000;
-
-    /**
-     * The thread's stop (or exit), polled without sleeping for up to 20 ms before blocking in {@code waitpid}: the
-     * stop usually comes within microseconds, and a supervisor asleep in {@code waitpid} must first be woken, which
-     * on a virtual machine whose idle CPU the hypervisor has descheduled took 1-11 ms (the Lua bench, 1 thread).
-     */
-    private static WaitStatus awaitStop(Tracee t) throws SystemException {
-        long until = System.nanoTime() + SPIN_NANOS;
-        while (System.nanoTime() < until) {
-            WaitStatus st = t.pollStop();
-            if (st != null) {
-                return st;
-            }
-            Thread.onSpinWait();
-        }
-        return t.waitStop();
-    }
-
     /**
      * The exit status of process {@code pid} if it ended while its threads were being stopped (the wait that saw it
      * reaped it, so its parent's own wait would not), once; else null.
@@ -149,6 +129,15 @@ public final class WorldStop implements AutoCloseable {
         List<StoppedThread> out = new ArrayList<>();
         held.forEach((tid, h) -> out.add(new StoppedThread(h.pid, tid, h.regs[Tracee.RIP], restarting(h.regs))));
         return out;
+    }
+
+    /**
+     * The tracee of stopped thread {@code tid}, or null when it is not held here: for system calls run in it while
+     * the world is stopped ({@code Injector}, which restores its registers afterwards).
+     */
+    public Tracee tracee(int tid) {
+        Held h = held.get(tid);
+        return h == null ? null : h.tracee;
     }
 
     /**

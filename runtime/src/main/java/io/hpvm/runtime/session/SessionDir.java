@@ -29,7 +29,7 @@ public final class SessionDir {
 
     /** The files hpvm makes in a session directory: the only ones it ever deletes. */
     private static final List<String> FILES = List.of("slots", "code", "code-fd", "registry", "lock", "control",
-        "sites");
+        "sites", "supervisor.log");
 
     private final SessionRoot root;
     private final int pid;
@@ -150,6 +150,11 @@ public final class SessionDir {
 
     public Path registry() throws SystemException {
         return file("registry");
+    }
+
+    /** What a background supervisor ({@code hpvm attach}) prints once its command has returned. */
+    public Path log() throws SystemException {
+        return file("supervisor.log");
     }
 
     /** True when the root is mounted noexec (see {@link #code()}). */

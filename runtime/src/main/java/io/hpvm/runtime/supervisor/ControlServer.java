@@ -3,6 +3,7 @@ package io.hpvm.runtime.supervisor;
 import com.sun.jna.LastErrorException;
 import com.sun.jna.Memory;
 import io.hpvm.runtime.linux.LibC;
+import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.runtime.linux.RemoteThread;
 import io.hpvm.runtime.linux.WorkerAgent;
 import io.hpvm.runtime.linux.SystemException;
@@ -33,6 +34,7 @@ final class ControlServer implements AutoCloseable {
 
     private static final int SYS_PIDFD_OPEN = 434;
     private static final int SYS_MMAP = 9;
+    private static final int ECHILD = 10;
     private static final int OBJECT_SIZE = 128;        // >= libgcc's struct object (56 bytes in GCC 12-14)
     private static final int OBJECT_PAGE = 16384;
     /** How long a registration may take before it is abandoned. */
@@ -157,6 +159,12 @@ final class ControlServer implements AutoCloseable {
         } catch (LastErrorException e) {
             if (e.getErrorCode() == 4) {
                 return null;
+            }
+            if (e.getErrorCode() == ECHILD) {
+                // Attached (hpvm attach): not our child, so no status; the pidfd says when it has ended, or, on a
+                // kernel without pidfds, /proc (a zombie waiting for its parent counts as ended).
+                boolean ended = exitWatched ? exited : ProcFs.state(pid) == 'Z' || ProcFs.state(pid) == '?';
+                return ended ? 0 : null;
             }
             throw SystemException.of("waitpid(" + pid + ")", e.getErrorCode());
         }

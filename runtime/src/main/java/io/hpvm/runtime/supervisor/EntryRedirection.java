@@ -26,7 +26,7 @@ final class EntryRedirection {
     }
 
     static void redirect(CodeRegion code, SlotTable slots, List<long[]> codeRanges,
-                         List<PatchableFunctions.Function> functions, Supervisor.Setup s, TextPatches text) {
+                         List<PatchableFunctions.Function> functions, Instrumentation.Setup s, TextPatches text) {
         TreeSet<Long> starts = new TreeSet<>();
         for (long[] r : codeRanges) {
             s.addBranchTarget(r[0]);
@@ -52,18 +52,18 @@ final class EntryRedirection {
             slots.setRelease(i, trampoline);
             s.entryPatchAt[i] = plans[i].patchAt();
             s.entryOriginal[i] = text.bytes(plans[i].patchAt(), plans[i].displaced());
-            text.patch(plans[i].patchAt(), plans[i].entryPatch(Supervisor.stubAddress(s, i)));
+            text.patch(plans[i].patchAt(), plans[i].entryPatch(Instrumentation.stubAddress(s, i)));
             s.trampolineOf.put(i, trampoline);
         }
     }
 
-    private static long trampoline(Supervisor.Setup s, int index) {
+    private static long trampoline(Instrumentation.Setup s, int index) {
         return s.trampolines + (long) index * Relocator.MAX_TRAMPOLINE;
     }
 
     /** Plans functions {@code [from, to)}: a valid plan in {@code plans}, or why not in {@code notes}. */
     private static void plan(Decoder decoder, int from, int to, List<PatchableFunctions.Function> functions,
-                             Supervisor.Setup s, TextPatches text, TreeSet<Long> starts, LongPredicate forbidden,
+                             Instrumentation.Setup s, TextPatches text, TreeSet<Long> starts, LongPredicate forbidden,
                              Relocator.Plan[] plans, String[] notes) {
         for (int i = from; i < to; i++) {
             PatchableFunctions.Function f = functions.get(i);

@@ -29,37 +29,32 @@ final class SharedRegions {
     }
 
     /**
-     * Maps the slot table (read-only) and the code region (read+exec) into the stopped worker, and returns hpvm's
-     * read-write view of the code region. Where the session root is mounted noexec, the kernel refuses an executable
-     * mapping of a file there, so the code region is a memfd the worker creates (injected {@code memfd_create}) and
-     * keeps open at a high descriptor (close-on-exec), where hpvm's commands reach it as {@code /proc/PID/fd/N}.
+     * Maps the slot table (read-only) and, when {@code codeAddress} is not 0, the code region's file (read+exec)
+     * into the stopped worker; hpvm made and filled both files beforehand.
      */
-    static CodeRegion map(Tracee tracee, ProcessMemory mem, long scratch, SessionDir session, long slotsAddress,
-                          long slotsSize, long codeAddress, long codeSize, IntConsumer codeFd) throws HpvmException {
+    static void map(Tracee tracee, ProcessMemory mem, long scratch, SessionDir session, long slotsAddress,
+                    long slotsSize, long codeAddress, long codeSize) throws HpvmException {
         try (Injector inj = new Injector(tracee, mem, scratch)) {
             mapInto(inj, session.workerPath("slots"), slotsAddress, slotsSize, PROT_READ, 0);
-            if (!session.noexecRoot()) {
-                CodeRegion code = CodeRegion.create(session.code(), codeSize, codeAddress);
-                try {
-                    mapInto(inj, session.workerPath("code"), codeAddress, codeSize, PROT_READ | PROT_EXEC, 1);
-                } catch (HpvmException | RuntimeException e) {
-                    closeQuietly(code);
-                    throw e;
-                }
-                return code;
+            if (codeAddress != 0) {
+                mapInto(inj, session.workerPath("code"), codeAddress, codeSize, PROT_READ | PROT_EXEC, 1);
             }
+        }
+    }
+
+    /**
+     * Where the session root is mounted noexec, the kernel refuses an executable mapping of a file there, so the
+     * code region is a memfd the stopped worker creates (injected {@code memfd_create}) and keeps open at a high
+     * descriptor (close-on-exec), where hpvm's commands reach it as {@code /proc/PID/fd/N}; returns hpvm's
+     * read-write view of it.
+     */
+    static CodeRegion mapMemfd(Tracee tracee, ProcessMemory mem, long scratch, SessionDir session, long codeAddress,
+                               long codeSize, IntConsumer codeFd) throws HpvmException {
+        try (Injector inj = new Injector(tracee, mem, scratch)) {
             int fd = memfdInto(inj, tracee.pid(), codeAddress, codeSize);
             session.recordCodeFd(fd);
             codeFd.accept(fd);
             return CodeRegion.open(session.code(), codeAddress);
-        }
-    }
-
-    private static void closeQuietly(CodeRegion code) {
-        try {
-            code.close();
-        } catch (IOException ignored) {
-            // failing anyway
         }
     }
 

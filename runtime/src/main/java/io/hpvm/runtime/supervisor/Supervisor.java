@@ -1,46 +1,30 @@
 package io.hpvm.runtime.supervisor;
 
-import io.hpvm.asm.CallSite;
-import io.hpvm.asm.CallSiteScanner;
 import io.hpvm.asm.Decoder;
-import io.hpvm.asm.Relocator;
 import io.hpvm.asm.Snippets;
 import io.hpvm.loader.Elf;
 import io.hpvm.loader.ElfImage;
 import io.hpvm.loader.LoadException;
-import io.hpvm.loader.Segment;
 import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.Timings;
 import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.ProcFs;
-import io.hpvm.runtime.linux.ProcessMemory;
 import io.hpvm.runtime.linux.Spawner;
 import io.hpvm.runtime.linux.SignalForwarder;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.linux.Tracee;
-import io.hpvm.runtime.linux.WaitStatus;
-import io.hpvm.runtime.session.CodeRegion;
-import io.hpvm.runtime.session.FunctionRecord;
 import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
-import io.hpvm.runtime.session.SessionInfo;
 import io.hpvm.runtime.session.SessionRoot;
-import io.hpvm.runtime.session.SiteTable;
-import io.hpvm.runtime.session.SlotTable;
 
-import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 
 /**
  * {@code hpvm run}: starts the worker stopped at its entry point, maps the slot table and code region into it,
@@ -65,14 +49,6 @@ public final class Supervisor {
     private final Options options;
     private final PrintStream err;
 
-    /**
-     * Placed before the arena, for calls the supervisor later makes in the worker ({@code RemoteThread}): an
-     * {@code int3} at +0 for called functions to return to, and {@code syscall; int3} at +8.
-     */
-    private static final byte[] CALL_PAD = {
-        (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc,
-        0x0f, 0x05, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc, (byte) 0xcc};
-
     public Supervisor(Options options, PrintStream err) {
         this.options = options;
         this.err = err;
@@ -80,7 +56,24 @@ public final class Supervisor {
 
     /** Runs the worker to completion; returns the exit status to exit with. */
     public int run(List<String> argv) throws HpvmException {
-        Launched worker = launch(argv);
+        return serve(launch(argv));
+    }
+
+    /**
+     * {@code hpvm attach}: takes over running process {@code pid} ({@link Attach}), runs {@code attached} (the
+     * command moves its output to the session's log then), serves the session until the process ends, removes it.
+     *
+     * @return 0 (the process's exit status goes to its parent)
+     */
+    public int attach(int pid, Runnable attached) throws HpvmException {
+        Launched worker = new Attach(options, err).attach(pid);
+        attached.run();
+        serve(worker);
+        err.println("hpvm: process " + pid + " ended; its session is removed (its exit status went to its parent)");
+        return 0;
+    }
+
+    private int serve(Launched worker) throws HpvmException {
         warmUpCommands(worker.session());
         int status;
         try (ControlServer control = worker.server()) {
@@ -96,7 +89,7 @@ public final class Supervisor {
      * garbage when {@link #launch} returns, which a frame that stayed on the stack for the worker's lifetime would
      * have kept alive.
      */
-    private record Launched(SessionDir session, ControlServer server) {
+    record Launched(SessionDir session, ControlServer server) {
     }
 
     /** Starts the worker, rewrites it, releases it, writes the registry and prints the ready line. */
@@ -129,7 +122,8 @@ public final class Supervisor {
         forwarder.forwardTo(pid);
         SessionDir session = null;
         SessionDir.Lock lock = null;
-        Setup setup;
+        Instrumentation.Setup setup;
+        Instrumentation instrumentation = new Instrumentation(options);
         ControlServer server = null;
         CompletableFuture<Registry> registry = null;
         try {
@@ -142,14 +136,15 @@ public final class Supervisor {
             // waits for the lock (slow path) or for the supervisor to serve (thin client), so the session is usable
             // by every command from the moment it is announced, and the program does not wait for Chronicle.
             SessionDir s0 = session;
-            registry = warm.thenApply(v -> createRegistry(s0, functions.size()));
-            setup = prepare(tracee, image, functions, session, timings);
+            registry = warm.thenApply(v -> Instrumentation.createRegistry(s0, functions.size()));
+            setup = instrumentation.prepare(pid, () -> tracee, image, functions, session, timings);
             server = new ControlServer(session, pid, setup.callPad, setup.agent == null ? null : setup.agent.agent(),
                 options.commands(), options.autoCompactMillis() > 0
                     ? new AutoCompaction(session, options.autoCompactMillis(), err) : null);
             tracee.detach();
             timings.mark("detach");
-            writeRegistry(joinRegistry(registry), session, setup, functions, program, image);
+            instrumentation.writeRegistry(Instrumentation.joinRegistry(registry), session, setup, functions, program,
+                image);
             timings.mark("registry");
             lock.close();
         } catch (HpvmException | RuntimeException e) {
@@ -265,239 +260,6 @@ public final class Supervisor {
         t.setDaemon(true);
         t.setPriority(Thread.MIN_PRIORITY);
         t.start();
-    }
-
-    /** What {@link #prepare} did, for the registry. */
-    static final class Setup {
-        long bias;
-        long slotsAddress;
-        long codeAddress;
-        long codeSize;
-        long arenaStart;
-        /** {@link #CALL_PAD}'s address in the worker. */
-        long callPad;
-        /** Where hpvm's agent thread's code goes ({@link AgentLaunch}). */
-        long agentCode;
-        /** The agent thread, or why there is none; null when the worker has no use for one. */
-        AgentLaunch.Result agent;
-        int callSites;
-        long bytesScanned;
-        long trampolines;
-        /** The worker's descriptor of the code memfd (noexec session root), or -1 when the code region is a file. */
-        int codeFd = -1;
-        /** Every direct branch target in the program. */
-        final io.hpvm.asm.LongList branchTargets = new io.hpvm.asm.LongList();
-
-        void addBranchTarget(long target) {
-            branchTargets.add(target);
-        }
-        Map<Integer, Long> trampolineOf = new HashMap<>();
-        Map<Integer, String> entryNotes = new HashMap<>();
-        long startTime;
-        /** Per slot: the rel32 fields of its rewritten call sites ({@link SiteTable}). */
-        io.hpvm.asm.LongList[] sitesOf;
-        /** Per slot: where its entry jump was written (0: not redirected), and the bytes it replaced. */
-        long[] entryPatchAt;
-        byte[][] entryOriginal;
-
-        /** What compaction needs of this launch; call sites inside a redirected entry are gone, so left out. */
-        SiteTable siteTable() {
-            int n = sitesOf.length;
-            java.util.TreeMap<Long, Long> patched = new java.util.TreeMap<>();
-            for (int i = 0; i < n; i++) {
-                if (entryPatchAt[i] != 0) {
-                    patched.put(entryPatchAt[i], entryPatchAt[i] + entryOriginal[i].length);
-                }
-            }
-            List<SiteTable.Entry> entries = new ArrayList<>(n);
-            for (int i = 0; i < n; i++) {
-                io.hpvm.asm.LongList keep = new io.hpvm.asm.LongList();
-                for (int k = 0; k < sitesOf[i].size(); k++) {
-                    long d = sitesOf[i].get(k);
-                    Map.Entry<Long, Long> region = patched.floorEntry(d + 3);
-                    if (region == null || region.getValue() <= d - 2) { // the instruction is [d-2.., d+4)
-                        keep.add(d);
-                    }
-                }
-                entries.add(new SiteTable.Entry(keep.toArray(), entryPatchAt[i],
-                    entryOriginal[i] == null ? new byte[0] : entryOriginal[i]));
-            }
-            return new SiteTable(entries);
-        }
-    }
-
-    private Setup prepare(Tracee tracee, ElfImage image, List<PatchableFunctions.Function> functions,
-                          SessionDir session, Timings timings) throws HpvmException {
-        int pid = tracee.pid();
-        Setup s = new Setup();
-        s.startTime = ProcFs.startTime(pid);
-        s.bias = loadBias(pid, image);
-        List<ProcFs.Mapping> maps = ProcFs.maps(pid);
-        long[] exeRange = exeRange(pid, maps, image, s.bias);
-
-        int n = functions.size();
-        s.sitesOf = new io.hpvm.asm.LongList[n];
-        for (int i = 0; i < n; i++) {
-            s.sitesOf[i] = new io.hpvm.asm.LongList();
-        }
-        s.entryPatchAt = new long[n];
-        s.entryOriginal = new byte[n][];
-        long slotsSize = SlotTable.fileSize(n);
-        long stubsSize = Placement.alignUp((long) n * Snippets.STUB_STRIDE, 4096);
-        long trampolinesSize = options.redirectEntries()
-            ? Placement.alignUp((long) n * Relocator.MAX_TRAMPOLINE, 4096) : 0;
-        s.codeSize = stubsSize + trampolinesSize + Placement.alignUp(options.arenaSize(), 4096);
-        long block = slotsSize + s.codeSize;
-        s.slotsAddress = Placement.choose(maps, exeRange[0], exeRange[1], block);
-        s.codeAddress = s.slotsAddress + slotsSize;
-        s.trampolines = s.codeAddress + stubsSize;
-        s.callPad = s.trampolines + trampolinesSize;
-        s.agentCode = s.callPad + CALL_PAD.length;
-        s.arenaStart = s.agentCode + AgentLaunch.CODE_SPACE;
-
-        long entryPoint = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
-        try (SlotTable slots = SlotTable.create(session.slots(), n);
-             ProcessMemory mem = new ProcessMemory(pid, true);
-             CodeRegion code = SharedRegions.map(tracee, mem, entryPoint, session, s.slotsAddress, slotsSize,
-                 s.codeAddress, s.codeSize, fd -> s.codeFd = fd)) {
-            timings.mark("inject");
-            Map<Long, Integer> slotOfEntry = new HashMap<>();
-            byte[][] stubs = Snippets.stubs(n, i -> stubAddress(s, i), i -> s.slotsAddress + SlotTable.offset(i));
-            for (int i = 0; i < n; i++) {
-                long entry = s.bias + functions.get(i).address();
-                slots.setRelease(i, entry);
-                code.write(stubAddress(s, i), stubs[i]);
-                slotOfEntry.put(entry, i);
-            }
-            code.write(s.callPad, CALL_PAD);
-            timings.mark("stubs");
-            TextPatches text = rewriteCallSites(mem, image, s, slotOfEntry, timings);
-            if (options.redirectEntries()) {
-                EntryRedirection.redirect(code, slots, PatchableFunctions.codeRanges(image, s.bias), functions, s, text);
-                timings.mark("redirect");
-            }
-            text.flush(mem);
-            timings.mark("write");
-            if (options.agent()) {
-                s.agent = AgentLaunch.start(tracee, mem, code, entryPoint, s.agentCode, image, s.bias, maps);
-                timings.mark("agent");
-            }
-        } catch (IOException e) {
-            throw SystemException.io("session files in " + session.dir(), e);
-        } catch (LoadException e) {
-            throw new SystemException("cannot instantiate a dispatcher stub: " + e.getMessage(), e);
-        }
-        return s;
-    }
-
-    static long stubAddress(Setup s, int index) {
-        return s.codeAddress + (long) index * Snippets.STUB_STRIDE;
-    }
-
-    /**
-     * Rewrites the call sites in a copy of the worker's text (written into the worker by {@link TextPatches#flush}),
-     * collecting every direct branch target on the way.
-     */
-    private TextPatches rewriteCallSites(ProcessMemory mem, ElfImage image, Setup s, Map<Long, Integer> slotOfEntry,
-                                         Timings timings) throws SystemException {
-        List<long[]> ranges = PatchableFunctions.codeRanges(image, s.bias);
-        TextPatches patches = new TextPatches();
-        // Two decoders: the scan is split between two threads (the machines hpvm measures on have two cores).
-        try (Decoder decoder = new Decoder(); Decoder second = new Decoder()) {
-            for (Segment seg : image.executableSegments()) {
-                long start = s.bias + seg.vaddr();
-                byte[] text = mem.read(start, (int) seg.fileSize());
-                patches.addSegment(start, text);
-                timings.mark("rewrite");
-                CallSiteScanner.Result r = CallSiteScanner.scan(List.of(decoder, second), text, start, ranges,
-                    slotOfEntry::containsKey, s::addBranchTarget);
-                s.bytesScanned += r.bytesScanned();
-                timings.mark("decode");
-                ByteBuffer rel = ByteBuffer.wrap(text).order(ByteOrder.LITTLE_ENDIAN);
-                for (CallSite site : r.sites()) {
-                    int slot = slotOfEntry.get(site.target());
-                    int at = (int) (site.displacementAddress() - start);
-                    rel.putInt(at, site.displacementTo(stubAddress(s, slot)));
-                    patches.edited(site.displacementAddress(), 4);
-                    s.sitesOf[slot].add(site.displacementAddress());
-                    s.callSites++;
-                }
-                timings.mark("rewrite");
-            }
-        }
-        return patches;
-    }
-
-    private static long loadBias(int pid, ElfImage image) throws SystemException {
-        if (!image.isPositionIndependent()) {
-            return 0;
-        }
-        long phdrVaddr = image.programHeaderAddress();
-        if (phdrVaddr >= 0) {
-            return ProcFs.auxv(pid, ProcFs.AT_PHDR) - phdrVaddr;
-        }
-        return ProcFs.auxv(pid, ProcFs.AT_ENTRY) - image.entry();
-    }
-
-    /** [lowest, highest) address of the executable's mappings (and the brk heap, if it exists yet). */
-    private static long[] exeRange(int pid, List<ProcFs.Mapping> maps, ElfImage image, long bias)
-        throws SystemException {
-        long lo = Long.MAX_VALUE;
-        long hi = 0;
-        for (Segment seg : image.segments()) {
-            if (seg.type() == Elf.PT_LOAD) {
-                lo = Math.min(lo, bias + seg.vaddr());
-                hi = Math.max(hi, bias + seg.vaddr() + seg.memSize());
-            }
-        }
-        for (ProcFs.Mapping m : maps) {
-            if (m.path().equals("[heap]")) {
-                hi = Math.max(hi, m.end());
-            }
-        }
-        if (lo == Long.MAX_VALUE) {
-            throw new SystemException("executable of process " + pid + " has no PT_LOAD segment");
-        }
-        return new long[] {Placement.alignDown(lo, 4096), Placement.alignUp(hi, 4096)};
-    }
-
-    private static Registry createRegistry(SessionDir session, int functions) {
-        try {
-            Registry reg = Registry.create(session.registry().toFile(), functions, session.workerPath("registry"));
-            SessionDir.makePrivate(session.registry());
-            return reg;
-        } catch (SystemException e) {
-            throw new CompletionException(e);
-        }
-    }
-
-    private static Registry joinRegistry(CompletableFuture<Registry> registry) throws HpvmException {
-        try {
-            return registry.join();
-        } catch (CompletionException e) {
-            if (e.getCause() instanceof HpvmException h) {
-                throw h;
-            }
-            throw e;
-        }
-    }
-
-    private void writeRegistry(Registry registry, SessionDir session, Setup s,
-                               List<PatchableFunctions.Function> functions, Path program, ElfImage image)
-        throws SystemException {
-        try (Registry reg = registry) {
-            s.siteTable().write(session.sites());
-            for (int i = 0; i < functions.size(); i++) {
-                PatchableFunctions.Function f = functions.get(i);
-                long entry = s.bias + f.address();
-                reg.putFunction(new FunctionRecord(f.name(), i, entry, f.size(), stubAddress(s, i),
-                    s.sitesOf[i].size(), s.trampolineOf.getOrDefault(i, 0L),
-                    options.redirectEntries() ? s.entryNotes.getOrDefault(i, "") : "entry redirection off"));
-            }
-            reg.putSession(new SessionInfo(session.pid(), s.startTime, program.toAbsolutePath().normalize().toString(),
-                image.buildId(), s.bias, s.slotsAddress, s.codeAddress, s.codeSize, s.arenaStart, s.arenaStart,
-                functions.size(), s.callSites, System.currentTimeMillis(), options.cflags()));
-        }
     }
 
     private static Path resolveProgram(String name) throws HpvmException {

@@ -1,6 +1,5 @@
 package io.hpvm.runtime.swap;
 
-import io.hpvm.asm.Decoder;
 import io.hpvm.asm.Relocator;
 import io.hpvm.loader.Elf;
 import io.hpvm.runtime.ExitCode;
@@ -73,19 +72,7 @@ public final class Compaction {
      * One write into the text: {@code bytes} at {@code address}. When it puts an entry's jump back over the
      * original instructions, {@code over} says which: a thread stopped among them is moved to their copy.
      */
-    private record Edit(long address, byte[] bytes, Displaced over, String function) {
-    }
-
-    /** An entry's original instructions at {@code patchAt}, and the trampoline holding their copy. */
-    private record Displaced(long patchAt, byte[] original, long trampoline) {
-        /**
-         * Whether a thread would resume inside them: at its rip, after the first instruction; or, when the kernel
-         * restarts the system call it was stopped in, at rip - 2, the {@code syscall} itself, even the first.
-         */
-        boolean holds(WorldStop.StoppedThread t) {
-            long end = patchAt + original.length;
-            return t.restarts() ? t.rip() - 2 >= patchAt && t.rip() - 2 < end : t.rip() > patchAt && t.rip() < end;
-        }
+    private record Edit(long address, byte[] bytes, DisplacedEntry over, String function) {
     }
 
     /**
@@ -122,8 +109,8 @@ public final class Compaction {
                     }
                     // Putting the jump back over the original instructions: a thread stopped after the first moves.
                     boolean over = !compact && fn.current() == 0;
-                    edits.add(new Edit(e.patchAt(), entry, over ? new Displaced(e.patchAt(), e.original(),
-                        fn.trampoline()) : null, fn.name()));
+                    edits.add(new Edit(e.patchAt(), entry, over ? new DisplacedEntry(fn.name(), e.patchAt(),
+                        e.original(), fn.trampoline()) : null, fn.name()));
                     entries++;
                 }
             }
@@ -154,7 +141,7 @@ public final class Compaction {
                 for (WorldStop.StoppedThread t : world.threads()) {
                     for (Edit e : over) {
                         if (e.over().holds(t)) {
-                            String why = move(world, t, e);
+                            String why = e.over().moveInto(world, t);
                             moved += why == null ? 1 : 0;
                             busy = busy == null ? why : busy;
                         }
@@ -185,27 +172,6 @@ public final class Compaction {
             names.add(fn.name());
         }
         return new Result(names, sites, entries, pause, threads, attempt, moved);
-    }
-
-    /**
-     * Moves {@code t}, stopped among the original instructions {@code e} writes the jump over, to their copy in the
-     * trampoline ({@link Relocator#equivalent}), where it runs them and jumps back after them; returns why it could
-     * not (then the world is resumed and stopped again), or null. Rare, so the decoding is done here, stopped.
-     */
-    private static String move(WorldStop world, WorldStop.StoppedThread t, Edit e) throws SystemException {
-        Displaced d = e.over();
-        long to;
-        try (ProcessMemory mem = new ProcessMemory(t.pid(), false); Decoder decoder = new Decoder()) {
-            to = Relocator.equivalent(decoder, d.original(), d.patchAt(), mem.read(d.trampoline(),
-                Relocator.MAX_TRAMPOLINE), d.trampoline(), t.rip());
-        }
-        if (to < 0) {
-            return "thread " + t.tid() + " of pid " + t.pid() + " was stopped at " + Elf.hex(t.rip()) + ", inside "
-                + "the first instructions of " + e.function() + " (" + Elf.hex(d.patchAt()) + ".."
-                + Elf.hex(d.patchAt() + d.original().length) + ") but not where one begins";
-        }
-        world.moveTo(t.tid(), to);
-        return null;
     }
 
     /** Adjacent pages of new text, written with one write. */
