@@ -269,7 +269,7 @@ static void write_all(int fd, const char *s, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    static const char *const served[] = {"swap", "rollback", "ls", "patch", "compact"};
+    static const char *const served[] = {"swap", "rollback", "ls", "patch", "compact", "detach"};
     if (argc < 2 || getenv("HPVM_DIRECT")) {
         return DECLINE;
     }

@@ -73,8 +73,8 @@ public final class BenchMain {
                 case "--out" -> out = Path.of(args[++i]);
                 case "--only" -> only = args[++i];
                 default -> {
-                    System.err.println("usage: hpvm-bench [--quick] [--out FILE] [--only compaction] (--only: one "
-                        + "section, for working on it; the report then holds that section alone)");
+                    System.err.println("usage: hpvm-bench [--quick] [--out FILE] [--only compaction|attach] (--only: "
+                        + "one section, for working on it; the report then holds that section alone)");
                     System.exit(2);
                 }
             }
@@ -118,6 +118,10 @@ public final class BenchMain {
             new CompactionBench(this).run();
             return;
         }
+        if ("attach".equals(only)) {
+            new AttachBench(this).run();
+            return;
+        }
         dispatch();
         stallsAndSwaps();
         commandLatency();
@@ -125,6 +129,7 @@ public final class BenchMain {
         unwindRegistration(false);
         new LaunchBench(this).run();
         new CompactionBench(this).run();
+        new AttachBench(this).run();
         jmh();
         analysis();
     }

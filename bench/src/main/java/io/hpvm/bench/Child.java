@@ -44,6 +44,10 @@ final class Child implements AutoCloseable {
         }
     }
 
+    long pid() {
+        return process.pid();
+    }
+
     int outSize() {
         return out.size();
     }

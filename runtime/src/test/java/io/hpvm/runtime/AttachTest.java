@@ -108,6 +108,86 @@ class AttachTest {
         }
     }
 
+    /** The bytes of {@code exe}'s executable mapping(s) in process {@code pid}. */
+    static byte[] text(int pid, Path exe) throws Exception {
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        try (io.hpvm.runtime.linux.ProcessMemory mem = new io.hpvm.runtime.linux.ProcessMemory(pid, false)) {
+            for (ProcFs.Mapping m : ProcFs.maps(pid)) {
+                if (m.path().equals(exe.toString()) && m.perms().startsWith("r-x")) {
+                    out.write(mem.read(m.start(), (int) (m.end() - m.start())));
+                }
+            }
+        }
+        return out.toByteArray();
+    }
+
+    /**
+     * Detach after a swap: the program's text is byte for byte what it was before hpvm attached, hpvm's regions are
+     * gone from its address space, the supervisor and the session end, and the program runs on to its own exit.
+     */
+    @Test
+    void detachGivesBackTheOriginalCodeByteForByteAndUnmapsHpvm() throws Exception {
+        Path exe = Gcc.executable(dir, "loop", LOOP_UNTIL_FILE, "-O2");
+        Path patch = Gcc.object(dir, "fix", "long compute(long x) { return x * 3; }\n", "-O2");
+        Path stop = dir.resolve("stop");
+        try (TestWorker w = TestWorker.startNative(exe, stop.toString())) {
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "before hpvm attach");
+            byte[] before = text(w.pid(), exe);
+            int mappings = ProcFs.maps(w.pid()).size();
+            Attached a = attach(w.pid());
+            assertEquals(0, a.code(), a.err());
+            String pid = Integer.toString(w.pid());
+            assertFalse(java.util.Arrays.equals(before, text(w.pid(), exe)), "attach rewrote the text");
+            SwapTest.ok(Hpvm.cmd(sessions(), "swap", "--pid", pid, "compute", patch.toString()));
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "after the swap");
+
+            Hpvm.Result d = SwapTest.ok(Hpvm.cmd(sessions(), "detach", "--pid", pid));
+            assertTrue(d.out().matches("detached from process " + pid + ": 1 function back at version 0, original "
+                + "code everywhere \\(\\d+ call sites and \\d+ entries rewritten; threads stopped for [0-9.]+ ms\\); "
+                + "hpvm's code unmapped \\(threads stopped for [0-9.]+ ms\\)\n"), d.out());
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "after detach");
+            assertTrue(java.util.Arrays.equals(before, text(w.pid(), exe)), "the text is what it was before attach");
+            assertEquals(mappings, ProcFs.maps(w.pid()).size(), "hpvm's mappings are gone: "
+                + ProcFs.maps(w.pid()));
+            awaitGone(a.supervisor(), "the supervisor ends with the session");
+            assertFalse(Files.exists(sessions().resolve(pid)), "the session is removed");
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "running on");
+            Files.writeString(stop, "");
+            assertEquals(42, w.waitExit(Duration.ofSeconds(20)), "the program's own exit status\n" + w);
+        }
+    }
+
+    /** detach --keep-patches: the fix stays, called directly, without hpvm's supervisor. */
+    @Test
+    void detachKeepingThePatchesLeavesTheFixInPlace() throws Exception {
+        Path exe = Gcc.executable(dir, "threads", CompactionTest.THREADED_WORKER, "-O2", "-pthread");
+        Path patch = Gcc.object(dir, "fix", "long compute(long x) { return x * 3; }\n", "-O2");
+        try (TestWorker w = TestWorker.startNative(exe)) {
+            Attached a = attach(w.pid());
+            assertEquals(0, a.code(), a.err());
+            String pid = Integer.toString(w.pid());
+            SwapTest.ok(Hpvm.cmd(sessions(), "swap", "--pid", pid, "compute", patch.toString()));
+            Hpvm.Result d = SwapTest.ok(Hpvm.cmd(sessions(), "detach", "--pid", pid, "--keep-patches"));
+            assertTrue(d.out().startsWith("detached from process " + pid + ": the current version of every function "
+                + "stays in place, called directly") && d.out().contains("hpvm's code stays mapped: the current "
+                + "versions run from them"), d.out());
+            awaitGone(a.supervisor(), "the supervisor ends with the session");
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 3, "the fix stays after detach");
+            assertFalse(w.stderr().contains("bad"), w.stderr());
+        }
+    }
+
+    @Test
+    void detachIsRefusedForAProgramStartedByHpvmRun() throws Exception {
+        Path exe = Gcc.executable(dir, "loop", SwapTest.LOOP_WORKER, "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            Hpvm.Result d = Hpvm.cmd(sessions(), "detach");
+            assertEquals(6, d.code(), d.toString());
+            assertTrue(d.err().contains("was started by hpvm run, whose supervisor is its parent"), d.err());
+            SwapTest.assertBehaviour(w, w.mark(), (i, z) -> i * 2, "untouched");
+        }
+    }
+
     /**
      * Four threads call compute as fast as they can, directly and through a pointer, while hpvm attaches, swaps and
      * rolls back: every value is one a version computes (the worker aborts otherwise), and the pointer calls reach

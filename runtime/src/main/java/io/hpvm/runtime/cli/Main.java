@@ -45,6 +45,7 @@ public final class Main implements Runnable {
     static {
         COMMANDS.put("run", RunCommand::new);
         COMMANDS.put("attach", AttachCommand::new);
+        COMMANDS.put("detach", DetachCommand::new);
         COMMANDS.put("swap", SwapCommand::new);
         COMMANDS.put("patch", PatchCommand::new);
         COMMANDS.put("ls", LsCommand::new);

@@ -23,7 +23,7 @@ import java.util.Set;
  */
 final class ThinClient {
 
-    private static final Set<String> SERVED = Set.of("swap", "rollback", "ls", "patch", "compact");
+    private static final Set<String> SERVED = Set.of("swap", "rollback", "ls", "patch", "compact", "detach");
     /** Set to run every command in its own process (tests of the slow path; debugging). */
     static final String DIRECT = "HPVM_DIRECT";
 

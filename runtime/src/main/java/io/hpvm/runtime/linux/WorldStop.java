@@ -26,8 +26,9 @@ public final class WorldStop implements AutoCloseable {
      * @param restarts whether it was stopped in a system call the kernel restarts on resumption, which it does by
      *                 moving the instruction pointer back over the 2-byte {@code syscall}: it then resumes at
      *                 {@code rip - 2}, not at {@code rip}
+     * @param sp       its stack pointer
      */
-    public record StoppedThread(int pid, int tid, long rip, boolean restarts) {
+    public record StoppedThread(int pid, int tid, long rip, boolean restarts, long sp) {
     }
 
     /** -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK: rax of an interrupted system call. */
@@ -127,7 +128,8 @@ public final class WorldStop implements AutoCloseable {
     /** The stopped threads, with their instruction pointers. */
     public List<StoppedThread> threads() {
         List<StoppedThread> out = new ArrayList<>();
-        held.forEach((tid, h) -> out.add(new StoppedThread(h.pid, tid, h.regs[Tracee.RIP], restarting(h.regs))));
+        held.forEach((tid, h) -> out.add(new StoppedThread(h.pid, tid, h.regs[Tracee.RIP], restarting(h.regs),
+            h.regs[Tracee.RSP])));
         return out;
     }
 

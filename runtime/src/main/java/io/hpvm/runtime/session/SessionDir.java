@@ -118,11 +118,16 @@ public final class SessionDir {
      * number the file {@code code-fd} records, reached as {@code /proc/PID/fd/N}).
      */
     public Path code() throws SystemException {
+        int fd = codeFd();
+        return fd < 0 ? file("code") : Path.of("/proc/" + pid + "/fd/" + fd);
+    }
+
+    /** The worker's descriptor of the code region's memfd (noexec root), or -1 when the code region is a file. */
+    public int codeFd() throws SystemException {
         try {
-            String fd = Files.readString(file("code-fd"), StandardCharsets.US_ASCII).trim();
-            return Path.of("/proc/" + pid + "/fd/" + Integer.parseInt(fd));
+            return Integer.parseInt(Files.readString(file("code-fd"), StandardCharsets.US_ASCII).trim());
         } catch (java.nio.file.NoSuchFileException | NumberFormatException e) {
-            return file("code");
+            return -1;
         } catch (IOException e) {
             throw SystemException.io("read " + workerPath("code-fd"), e);
         }

@@ -17,28 +17,29 @@ package io.hpvm.runtime.session;
  * @param callSites  call sites rewritten at launch
  * @param created    epoch millis when the session was created
  * @param cflags     compiler flags given to {@code hpvm run --cflags}, used when a swap is given a .c file
+ * @param attached   taken over by {@code hpvm attach} (the supervisor is not the worker's parent)
  */
 public record SessionInfo(int pid, long startTime, String executable, String buildId, long loadBias, long slots,
                           long code, long codeSize, long arenaStart, long arenaNext, int functions, int callSites,
-                          long created, String cflags) {
+                          long created, String cflags, boolean attached) {
 
     String encode() {
         return new Fields().put("pid", pid).put("start", startTime).put("exe", executable).put("buildId", buildId)
             .put("bias", loadBias).put("slots", slots).put("code", code).put("codeSize", codeSize)
             .put("arenaStart", arenaStart).put("arenaNext", arenaNext).put("functions", functions)
-            .put("sites", callSites).put("created", created).put("cflags", cflags).encode();
+            .put("sites", callSites).put("created", created).put("cflags", cflags).put("attached", attached ? 1 : 0).encode();
     }
 
     static SessionInfo decode(String s) {
         Fields f = Fields.parse(s);
         return new SessionInfo(f.integer("pid"), f.num("start"), f.str("exe"), f.str("buildId"), f.num("bias"),
             f.num("slots"), f.num("code"), f.num("codeSize"), f.num("arenaStart"), f.num("arenaNext"),
-            f.integer("functions"), f.integer("sites"), f.num("created"), f.str("cflags"));
+            f.integer("functions"), f.integer("sites"), f.num("created"), f.str("cflags"), f.num("attached") != 0);
     }
 
     public SessionInfo withArenaNext(long next) {
         return new SessionInfo(pid, startTime, executable, buildId, loadBias, slots, code, codeSize, arenaStart, next,
-            functions, callSites, created, cflags);
+            functions, callSites, created, cflags, attached);
     }
 
     /** Bytes left in the arena. */

@@ -102,6 +102,7 @@ final class Attach {
             timings.mark("resume");
             server = new ControlServer(session, pid, setup.callPad, null, options.commands(),
                 options.autoCompactMillis() > 0 ? new AutoCompaction(session, options.autoCompactMillis(), err) : null);
+            setup.attached = true;
             instrumentation.writeRegistry(Instrumentation.joinRegistry(registry), session, setup, functions, program,
                 image);
             timings.mark("registry");

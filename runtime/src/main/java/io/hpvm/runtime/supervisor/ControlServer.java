@@ -51,6 +51,8 @@ final class ControlServer implements AutoCloseable {
     private final ServerSocketChannel server;
     private final Selector selector;
     private volatile boolean exited;
+    /** A {@code hpvm detach} went through: stop serving. */
+    private boolean detached;
     /** The worker's exit status when a request's wait consumed it. */
     private WaitStatus workerStatus;
     private String unavailable;
@@ -99,6 +101,11 @@ final class ControlServer implements AutoCloseable {
         server = listening;
     }
 
+    /** Whether serving ended because {@code hpvm detach} went through (not because the process ended). */
+    boolean detached() {
+        return detached;
+    }
+
     /** Why requests cannot be served (the socket could not be made), or null. */
     String unavailable() {
         return unavailable;
@@ -108,6 +115,9 @@ final class ControlServer implements AutoCloseable {
     int serveUntilExit() throws SystemException {
         watchExit();
         while (true) {
+            if (detached) {
+                return 0;
+            }
             Integer status = reap();
             if (status != null) {
                 return status;
@@ -208,8 +218,11 @@ final class ControlServer implements AutoCloseable {
             byte[] answer;
             try {
                 CommandRequest request = CommandRequest.decode(raw);
-                answer = runner == null ? new CommandRequest.Answer(-1, "", "").encode()
-                    : runner.run(request, session, (s, fn, tables) -> registerUnwind(fn, tables)).encode();
+                CommandRequest.Answer a = runner == null ? new CommandRequest.Answer(-1, "", "")
+                    : runner.run(request, session, (s, fn, tables) -> registerUnwind(fn, tables));
+                // hpvm detach gave the process its own code back: the session ends once this answer is sent.
+                detached = a.exit() == 0 && !request.args().isEmpty() && request.args().get(0).equals("detach");
+                answer = a.encode();
             } catch (RuntimeException e) {
                 answer = new CommandRequest.Answer(7, "", "hpvm: error: the supervisor could not run the request: "
                     + e + "\n").encode();

@@ -83,6 +83,8 @@ final class Instrumentation {
         Map<Integer, Long> trampolineOf = new HashMap<>();
         Map<Integer, String> entryNotes = new HashMap<>();
         long startTime;
+        /** Taken over by {@code hpvm attach}, not started by {@code hpvm run}. */
+        boolean attached;
         /** Per slot: the rel32 fields of its rewritten call sites ({@link SiteTable}). */
         io.hpvm.asm.LongList[] sitesOf;
         /** Per slot: where its entry jump was written (0: not redirected), and the bytes it replaced. */
@@ -311,7 +313,7 @@ final class Instrumentation {
             }
             reg.putSession(new SessionInfo(session.pid(), s.startTime, program.toAbsolutePath().normalize().toString(),
                 image.buildId(), s.bias, s.slotsAddress, s.codeAddress, s.codeSize, s.arenaStart, s.arenaStart,
-                functions.size(), s.callSites, System.currentTimeMillis(), options.cflags()));
+                functions.size(), s.callSites, System.currentTimeMillis(), options.cflags(), s.attached));
         }
     }
 }

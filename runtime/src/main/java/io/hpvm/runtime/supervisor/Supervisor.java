@@ -69,7 +69,8 @@ public final class Supervisor {
         Launched worker = new Attach(options, err).attach(pid);
         attached.run();
         serve(worker);
-        err.println("hpvm: process " + pid + " ended; its session is removed (its exit status went to its parent)");
+        err.println(worker.server().detached() ? "hpvm: detached from process " + pid + "; its session is removed"
+            : "hpvm: process " + pid + " ended; its session is removed (its exit status went to its parent)");
         return 0;
     }
 

@@ -1,0 +1,87 @@
+package io.hpvm.bench;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Section 7: {@code hpvm attach} (issue 12). The 3,000-function program of the launch section, started without
+ * hpvm on CPU 0, is taken over by {@code hpvm attach --json} on CPU 1: how long its thread was stopped (what the
+ * supervisor measured, from the first {@code PTRACE_INTERRUPT} to the last resume) and how long the command took.
+ */
+final class AttachBench {
+
+    private static final Pattern PAUSED = Pattern.compile("\"paused_us\":(\\d+)");
+    private static final Pattern DETACH = Pattern.compile("\"pause_micros\":(\\d+).*\"unmapped\":true.*"
+        + "\"unmap_pause_micros\":(\\d+)");
+
+    private final BenchMain bench;
+
+    AttachBench(BenchMain bench) {
+        this.bench = bench;
+    }
+
+    void run() throws Exception {
+        Path many = new LaunchBench(bench).manyFunctions();
+        int rounds = bench.quick ? 3 : 7;
+        List<Double> paused = new ArrayList<>();
+        List<Double> command = new ArrayList<>();
+        List<Double> detach = new ArrayList<>();
+        for (int r = 0; r < rounds; r++) {
+            List<String> worker = new ArrayList<>(BenchMain.onCpu(0));
+            worker.addAll(List.of(many.toString(), "loop"));
+            try (Child w = new Child(worker, bench.env, bench.root)) {
+                Child.await(w.out, 0, l -> true, 30_000); // running: it printed its start time
+                List<String> attach = new ArrayList<>(BenchMain.onCpu(1));
+                attach.addAll(List.of(bench.hpvm.toString(), "attach", "--json", Long.toString(w.pid())));
+                long t0 = System.nanoTime();
+                try (Child a = new Child(attach, bench.env, bench.root)) {
+                    if (a.waitFor(120_000) != 0) {
+                        throw new IllegalStateException("hpvm attach failed: " + a.err.all());
+                    }
+                    command.add((System.nanoTime() - t0) / 1e6);
+                    Matcher m = PAUSED.matcher(String.join("\n", a.err.all()));
+                    if (!m.find()) {
+                        throw new IllegalStateException("no paused_us in hpvm attach's output: " + a.err.all());
+                    }
+                    paused.add(Long.parseLong(m.group(1)) / 1000.0);
+                }
+                int seen = w.outSize();
+                Child.await(w.out, seen, l -> true, 30_000); // still running after the attach
+                List<String> d = new ArrayList<>(BenchMain.onCpu(1));
+                d.addAll(List.of(bench.hpvm.toString(), "detach", "--json", "--pid", Long.toString(w.pid())));
+                try (Child c = new Child(d, bench.env, bench.root)) {
+                    if (c.waitFor(120_000) != 0) {
+                        throw new IllegalStateException("hpvm detach failed: " + c.err.all() + c.out.all());
+                    }
+                    Matcher m = DETACH.matcher(String.join("\n", c.out.all()));
+                    if (!m.find()) {
+                        throw new IllegalStateException("hpvm detach did not unmap: " + c.out.all());
+                    }
+                    detach.add((Long.parseLong(m.group(1)) + Long.parseLong(m.group(2))) / 1000.0);
+                }
+                seen = w.outSize();
+                Child.await(w.out, seen, l -> true, 30_000); // and after the detach
+            }
+        }
+        Stats p = Stats.of(paused);
+        bench.report.row("7. attach", "pause: hpvm attach of a 3,000-function program", p.format("%.2f") + " ms",
+            "<= 50 ms", p.median() <= 50, "3,001 functions, 5,997 call sites, 3,001 entries; its one thread stopped "
+            + "from the first interrupt to the resume (the rewrite is prepared while it runs)");
+        Stats dp = Stats.of(detach);
+        bench.report.row("7. attach", "pause: hpvm detach of the same program", dp.format("%.2f") + " ms",
+            "<= 20 ms", dp.median() <= 20, "both stops: the one that writes the original bytes back, the one that "
+            + "checks the threads and unmaps hpvm's regions");
+        bench.report.row("7. attach", "`hpvm attach` end to end, same program", Stats.of(command).format("%.0f")
+            + " ms", "", null, "two JVMs: the command and the background supervisor it starts");
+        bench.report.detail("""
+            ### 7. Attach
+
+            bench's 3,000-function program (`many`, the launch section's) runs without hpvm on CPU 0, printing
+            every 100 ms; `hpvm attach --json PID` takes it over from CPU 1, and the row gives the `paused_us` it
+            reports; the program is checked to print on afterwards; then `hpvm detach --json` gives it back its
+            code (the row adds the two pauses it reports), and the program is checked to print on again.""");
+    }
+}
