@@ -52,13 +52,17 @@ class AttachTest {
     record Attached(int code, String err, int supervisor) {
     }
 
-    /** Runs {@code hpvm attach [options] PID} as a user would, in its own JVM; returns when that command does. */
     Attached attach(int pid, String... options) throws Exception {
+        return attach(sessions(), pid, options);
+    }
+
+    /** Runs {@code hpvm attach [options] PID} as a user would, in its own JVM; returns when that command does. */
+    static Attached attach(Path sessions, int pid, String... options) throws Exception {
         List<String> cmd = TestWorker.hpvmCommand("attach");
         cmd.addAll(List.of(options));
         cmd.add(Integer.toString(pid));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD);
-        pb.environment().put("HPVM_SESSION_ROOT", sessions().toString());
+        pb.environment().put("HPVM_SESSION_ROOT", sessions.toString());
         Process p = pb.start();
         p.getOutputStream().close();
         byte[] err = p.getErrorStream().readAllBytes(); // EOF: the command and the supervisor's end of the pipe closed

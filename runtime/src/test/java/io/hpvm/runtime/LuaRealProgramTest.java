@@ -78,6 +78,50 @@ class LuaRealProgramTest {
         }
     }
 
+    /**
+     * The interpreter started without hpvm, taken over mid-run by {@code hpvm attach}: it answers exactly as before
+     * (every line of a batch), string.len is swapped and rolled back through the background supervisor, and
+     * {@code hpvm detach} leaves its text byte for byte as it was, still answering.
+     */
+    @Test
+    void attachedMidRunItAnswersAsBeforeIsSwappedAndDetached() throws Exception {
+        Path patch = stringLenPatch();
+        Path sessions = WORK.resolve("sessions-attach");
+        List<String> words = new java.util.ArrayList<>();
+        for (int i = 0; i < 40; i++) {
+            words.add("w" + "x".repeat(i % 13) + i);
+        }
+        try (TestWorker w = TestWorker.startNative(lua, ROOT.resolve("examples/lua/echo_len.lua").toString());
+             OutputStream in = w.supervisor().getOutputStream()) {
+            for (String word : words) {
+                assertEquals(word + " " + word.length(), ask(w, in, word));
+            }
+            byte[] before = AttachTest.text(w.pid(), lua);
+            AttachTest.Attached a = AttachTest.attach(sessions, w.pid());
+            assertEquals(0, a.code(), a.err());
+            assertTrue(a.err().matches("(?s)hpvm: attached to .*lua \\(pid \\d+\\) in \\d+ ms, its 1 thread stopped "
+                + "for [0-9.]+ ms: \\d+ functions patchable, \\d+ call sites rewritten, \\d+ entries redirected.*"),
+                a.err());
+            for (String word : words) {
+                assertEquals(word + " " + word.length(), ask(w, in, word), "attached, same answers");
+            }
+            String pid = Integer.toString(w.pid());
+            assertEquals(0, Hpvm.cmd(sessions, "swap", "--pid", pid, "str_len", patch.toString()).code());
+            assertEquals("abcdef 1006", ask(w, in, "abcdef"));
+            assertEquals(0, Hpvm.cmd(sessions, "rollback", "--pid", pid, "str_len").code());
+            assertEquals("abcdef 6", ask(w, in, "abcdef"));
+            Hpvm.Result d = Hpvm.cmd(sessions, "detach", "--pid", pid);
+            assertEquals(0, d.code(), d.toString());
+            assertTrue(d.out().contains("hpvm's code unmapped"), d.out());
+            assertTrue(java.util.Arrays.equals(before, AttachTest.text(w.pid(), lua)), "the interpreter's text is "
+                + "byte for byte what it was before hpvm attach");
+            for (String word : words) {
+                assertEquals(word + " " + word.length(), ask(w, in, word), "detached, same answers");
+            }
+            AttachTest.awaitGone(a.supervisor(), "the supervisor ends with the session");
+        }
+    }
+
     /** lstrlib.c with str_len returning the length plus 1000, compiled with the interpreter's flags. */
     private Path stringLenPatch() throws IOException {
         Path src = WORK.resolve("src");

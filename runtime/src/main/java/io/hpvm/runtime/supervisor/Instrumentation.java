@@ -105,8 +105,10 @@ final class Instrumentation {
                 io.hpvm.asm.LongList keep = new io.hpvm.asm.LongList();
                 for (int k = 0; k < sitesOf[i].size(); k++) {
                     long d = sitesOf[i].get(k);
-                    Map.Entry<Long, Long> region = patched.floorEntry(d + 3);
-                    if (region == null || region.getValue() <= d - 2) { // the instruction is [d-2.., d+4)
+                    // An entry's displaced bytes are whole instructions, so a site is among them exactly when its
+                    // rel32 field is; one that begins where they end stays in the text and in this table.
+                    Map.Entry<Long, Long> region = patched.floorEntry(d);
+                    if (region == null || region.getValue() <= d) {
                         keep.add(d);
                     }
                 }

@@ -1,5 +1,8 @@
 package io.hpvm.runtime.swap;
 
+import io.hpvm.asm.CallSite;
+import io.hpvm.asm.CallSiteScanner;
+import io.hpvm.asm.Decoder;
 import io.hpvm.asm.Relocator;
 import io.hpvm.loader.Elf;
 import io.hpvm.runtime.ExitCode;
@@ -80,7 +83,26 @@ public final class Compaction {
      * world, and records the new state. The caller holds the session lock.
      */
     Result apply(List<FunctionRecord> functions, boolean compact) throws HpvmException {
-        List<FunctionRecord> change = functions.stream().filter(f -> f.compacted() != compact).toList();
+        return apply(functions.stream().filter(f -> f.compacted() != compact).toList(), compact, null);
+    }
+
+    /**
+     * For {@code hpvm detach}: every one of {@code functions} compacted, whatever its state, and an entry at version 0
+     * given its own bytes: launch recorded them after rewriting the call sites among them to their stubs (so that,
+     * put back by a compaction, those calls keep reaching swapped callees), and here they go to the callees again
+     * (whose entries jump to their current versions), so that nothing in the text leads to a stub or a slot.
+     */
+    Result restore(List<FunctionRecord> functions) throws HpvmException {
+        Map<Long, Long> entryOfStub = new java.util.HashMap<>();
+        for (FunctionRecord fn : functions) {
+            entryOfStub.put(fn.stub(), fn.address());
+        }
+        return apply(functions, true, entryOfStub);
+    }
+
+    /** {@code entryOfStub}: restore's stub-to-entry map, or null for an ordinary compaction. */
+    private Result apply(List<FunctionRecord> change, boolean compact, Map<Long, Long> entryOfStub)
+        throws HpvmException {
         if (change.isEmpty()) {
             return Result.NOTHING;
         }
@@ -103,7 +125,8 @@ public final class Compaction {
                 if (e.redirected()) {
                     byte[] entry;
                     if (compact && fn.current() == 0) {
-                        entry = e.original(); // the original first instructions: calls through pointers run natively
+                        // The original first instructions: calls through pointers run natively.
+                        entry = entryOfStub == null ? e.original() : unstub(e.original(), e.patchAt(), entryOfStub);
                     } else {
                         entry = jump(e.patchAt(), e.original().length, compact ? target : fn.stub(), fn);
                     }
@@ -172,6 +195,19 @@ public final class Compaction {
             names.add(fn.name());
         }
         return new Result(names, sites, entries, pause, threads, attempt, moved);
+    }
+
+    /** {@code bytes} (at {@code at}) with every direct call, jmp or jcc to a stub going to that stub's function. */
+    private static byte[] unstub(byte[] bytes, long at, Map<Long, Long> entryOfStub) {
+        byte[] out = bytes.clone();
+        ByteBuffer b = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN);
+        try (Decoder decoder = new Decoder()) {
+            for (CallSite site : CallSiteScanner.scan(decoder, bytes, at, List.of(new long[] {at, at + bytes.length}),
+                entryOfStub::containsKey).sites()) {
+                b.putInt((int) (site.displacementAddress() - at), site.displacementTo(entryOfStub.get(site.target())));
+            }
+        }
+        return out;
     }
 
     /** Adjacent pages of new text, written with one write. */

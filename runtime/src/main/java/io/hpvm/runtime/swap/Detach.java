@@ -21,7 +21,8 @@ import java.util.List;
 /**
  * {@code hpvm detach}: gives a process taken over by {@code hpvm attach} back its own code. Every function goes back
  * to version 0 (each a rollback: one slot store), then is compacted at version 0, which writes back the original
- * bytes of every call site and entry, with the same thread rules as any compaction ({@link Compaction}). From then
+ * bytes of every call site and entry ({@link Compaction#restore}: also the calls among an entry's first
+ * instructions, which launch had pointed at stubs), with the same thread rules as any compaction. From then
  * on no instruction of the program leads into hpvm's regions; they are unmapped once no thread can still be in them:
  * with the world stopped, no thread's instruction pointer lies in them and no word of the top
  * {@link #STACK_SCAN} bytes of its stack points into them (a return address into a version or trampoline, a signal
@@ -69,7 +70,7 @@ public final class Detach {
                     }
                 }
             }
-            Compaction.Result c = new Compaction(session, reg).apply(reg.functions(), true);
+            Compaction.Result c = new Compaction(session, reg).restore(reg.functions());
             if (keepPatches) {
                 return new Result(0, c, false, "the current versions run from them", 0);
             }
