@@ -13,6 +13,8 @@ import java.util.regex.Pattern;
  */
 final class AttachBench {
 
+    private static final Pattern QUIESCED = Pattern.compile("quiesced after (\\d+) attempts?, longest pause "
+        + "([0-9.]+) ms");
     private static final Pattern PAUSED = Pattern.compile("\"paused_us\":(\\d+)");
     private static final Pattern DETACH = Pattern.compile("\"pause_micros\":(\\d+).*\"unmapped\":true.*"
         + "\"unmap_pause_micros\":(\\d+)");
@@ -76,12 +78,56 @@ final class AttachBench {
             + "checks the threads and unmaps hpvm's regions");
         bench.report.row("7. attach", "`hpvm attach` end to end, same program", Stats.of(command).format("%.0f")
             + " ms", "", null, "two JVMs: the command and the background supervisor it starts");
+        quiesce();
         bench.report.detail("""
-            ### 7. Attach
+            ### 7. Attach and quiesce
 
             bench's 3,000-function program (`many`, the launch section's) runs without hpvm on CPU 0, printing
             every 100 ms; `hpvm attach --json PID` takes it over from CPU 1, and the row gives the `paused_us` it
             reports; the program is checked to print on afterwards; then `hpvm detach --json` gives it back its
-            code (the row adds the two pauses it reports), and the program is checked to print on again.""");
+            code (the row adds the two pauses it reports), and the program is checked to print on again.
+            The quiesce row runs bench/native/quiesce.c under `hpvm run` (eight threads calling work() and waiting
+            a millisecond between calls) and swaps work() with `--quiesce --json`, alternately to the fixed and the
+            original object; it gives the longest pause of the attempts each swap reports.""");
+    }
+
+    /** `hpvm swap --quiesce` on an 8-thread worker: the longest stop of the world among each swap's attempts. */
+    private void quiesce() throws Exception {
+        Path src = bench.root.resolve("bench/native/quiesce.c");
+        Path exe = bench.nativeDir.resolve("quiesce");
+        Path fix = bench.nativeDir.resolve("quiesce_fix.o");
+        Path same = bench.nativeDir.resolve("quiesce_same.o");
+        bench.run(List.of("gcc", "-O2", "-pthread", "-o", exe.toString(), src.toString()));
+        bench.run(List.of("gcc", "-O2", "-c", "-DFIX", "-o", fix.toString(), src.toString()));
+        bench.run(List.of("gcc", "-O2", "-c", "-o", same.toString(), src.toString()));
+        int rounds = bench.quick ? 5 : 15;
+        List<Double> pauses = new ArrayList<>();
+        List<Double> attempts = new ArrayList<>();
+        List<String> cmd = new ArrayList<>(BenchMain.onCpu(1));
+        cmd.addAll(List.of(bench.hpvm.toString(), "run", exe.toString()));
+        try (Child w = new Child(cmd, bench.env, bench.root)) {
+            int pid = bench.waitReady(w);
+            bench.pinWorker(pid);
+            for (int r = 0; r < rounds; r++) {
+                List<String> swap = new ArrayList<>(BenchMain.onCpu(1));
+                swap.addAll(List.of(bench.hpvm.toString(), "swap", "--quiesce=5", "--json", "--pid",
+                    Integer.toString(pid), "work", (r % 2 == 0 ? fix : same).toString()));
+                try (Child c = new Child(swap, bench.env, bench.root)) {
+                    if (c.waitFor(60_000) != 0) {
+                        throw new IllegalStateException("hpvm swap --quiesce failed: " + c.err.all() + c.out.all());
+                    }
+                    Matcher m = QUIESCED.matcher(String.join("\n", c.out.all()));
+                    if (!m.find()) {
+                        throw new IllegalStateException("no quiesce report: " + c.out.all());
+                    }
+                    attempts.add(Double.parseDouble(m.group(1)));
+                    pauses.add(Double.parseDouble(m.group(2)));
+                }
+            }
+        }
+        Stats p = Stats.of(pauses);
+        bench.report.row("7. attach", "pause: one --quiesce attempt, 8-thread worker", p.format("%.2f") + " ms",
+            "<= 1 ms", p.median() <= 1, "the longest attempt of each swap; attempts per swap "
+            + Stats.of(attempts).format("%.0f"));
     }
 }

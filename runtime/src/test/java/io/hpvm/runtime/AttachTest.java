@@ -52,8 +52,22 @@ class AttachTest {
     record Attached(int code, String err, int supervisor) {
     }
 
+    /** Background supervisors this test started: each ends with its process, before the temporary dir goes. */
+    private final List<Integer> supervisors = new java.util.ArrayList<>();
+
+    @org.junit.jupiter.api.AfterEach
+    void supervisorsEnd() throws InterruptedException {
+        for (int pid : supervisors) {
+            awaitGone(pid, "the background supervisor " + pid + " ends when its process does");
+        }
+    }
+
     Attached attach(int pid, String... options) throws Exception {
-        return attach(sessions(), pid, options);
+        Attached a = attach(sessions(), pid, options);
+        if (a.supervisor() > 0) {
+            supervisors.add(a.supervisor());
+        }
+        return a;
     }
 
     /** Runs {@code hpvm attach [options] PID} as a user would, in its own JVM; returns when that command does. */

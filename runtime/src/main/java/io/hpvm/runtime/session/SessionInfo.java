@@ -27,7 +27,8 @@ public record SessionInfo(int pid, long startTime, String executable, String bui
         return new Fields().put("pid", pid).put("start", startTime).put("exe", executable).put("buildId", buildId)
             .put("bias", loadBias).put("slots", slots).put("code", code).put("codeSize", codeSize)
             .put("arenaStart", arenaStart).put("arenaNext", arenaNext).put("functions", functions)
-            .put("sites", callSites).put("created", created).put("cflags", cflags).put("attached", attached ? 1 : 0).encode();
+            .put("sites", callSites).put("created", created).put("cflags", cflags).put("attached", attached ? 1 : 0)
+            .encode();
     }
 
     static SessionInfo decode(String s) {

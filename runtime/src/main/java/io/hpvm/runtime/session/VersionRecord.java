@@ -10,18 +10,21 @@ package io.hpvm.runtime.session;
  * @param created epoch millis
  * @param preserved registers a thunk preserves around it (an io.hpvm.asm.Registers mask; 0 = called directly)
  * @param set       the functions swapped together with it, comma-separated ("" when swapped alone)
+ * @param codeStart where the image it came in begins in the arena (its patch set's, thunks included)
+ * @param codeEnd   where that image ends: no thread runs its code unless its pc or a return address lies in
+ *                  {@code [codeStart, codeEnd)} ({@code hpvm swap --quiesce})
  */
 public record VersionRecord(int version, long address, long size, String object, long created, long preserved,
-                            String set) {
+                            String set, long codeStart, long codeEnd) {
 
     String encode() {
         return new Fields().put("addr", address).put("size", size).put("object", object).put("created", created)
-            .put("preserved", preserved).put("set", set).encode();
+            .put("preserved", preserved).put("set", set).put("cs", codeStart).put("ce", codeEnd).encode();
     }
 
     static VersionRecord decode(int version, String s) {
         Fields f = Fields.parse(s);
         return new VersionRecord(version, f.num("addr"), f.num("size"), f.str("object"), f.num("created"),
-            f.num("preserved"), f.str("set"));
+            f.num("preserved"), f.str("set"), f.num("cs"), f.num("ce"));
     }
 }

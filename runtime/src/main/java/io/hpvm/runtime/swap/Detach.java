@@ -14,8 +14,6 @@ import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.SessionInfo;
 
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.util.List;
 
 /**
@@ -25,15 +23,12 @@ import java.util.List;
  * instructions, which launch had pointed at stubs), with the same thread rules as any compaction. From then
  * on no instruction of the program leads into hpvm's regions; they are unmapped once no thread can still be in them:
  * with the world stopped, no thread's instruction pointer lies in them and no word of the top
- * {@link #STACK_SCAN} bytes of its stack points into them (a return address into a version or trampoline, a signal
+ * {@link StackScan#LIMIT} bytes of its stack points into them (a return address into a version or trampoline, a signal
  * frame's saved instruction pointer; a stale word makes it merely cautious). Otherwise they stay mapped, and the
  * result says which thread held them. With {@code keepPatches} every function is compacted at its current version
  * instead (call sites and entries branch straight to it), and the regions stay: the versions live there.
  */
 public final class Detach {
-
-    /** How much of each thread's stack, from its stack pointer up, is scanned for addresses in hpvm's regions. */
-    static final int STACK_SCAN = 1 << 20;
 
     /**
      * What detaching did.
@@ -117,21 +112,8 @@ public final class Detach {
         if (t.rip() >= lo && t.rip() < hi) {
             return "thread " + t.tid() + " was running hpvm's code at " + Elf.hex(t.rip());
         }
-        for (ProcFs.Mapping m : maps) {
-            if (t.sp() >= m.start() && t.sp() < m.end()) {
-                int length = (int) Math.min(STACK_SCAN, m.end() - (t.sp() & ~7L));
-                ByteBuffer stack = ByteBuffer.wrap(mem.read(t.sp() & ~7L, length)).order(ByteOrder.LITTLE_ENDIAN);
-                for (int at = 0; at + 8 <= length; at += 8) {
-                    long word = stack.getLong(at);
-                    if (word >= lo && word < hi) {
-                        return "thread " + t.tid() + " has " + Elf.hex(word) + ", an address in hpvm's code, on its "
-                            + "stack at " + Elf.hex((t.sp() & ~7L) + at) + " (a call into a version or trampoline "
-                            + "that has not returned yet)";
-                    }
-                }
-                return null;
-            }
-        }
-        return null;
+        StackScan.Hit h = StackScan.find(mem, maps, t, w -> w >= lo && w < hi);
+        return h == null ? null : "thread " + t.tid() + " has " + Elf.hex(h.word()) + ", an address in hpvm's code, "
+            + "on its stack at " + Elf.hex(h.at()) + " (a call into a version or trampoline that has not returned yet)";
     }
 }

@@ -97,7 +97,7 @@ final class Rollback {
 
     private static SwapEngine.Result result(FunctionRecord fn, int target, long address, long t0, String note) {
         return new SwapEngine.Result(fn.name(), fn.current(), target, address, 0, (System.nanoTime() - t0) / 1000,
-            fn.entryRedirected(), 0, null, null, "", List.of(), note);
+            fn.entryRedirected(), 0, null, null, "", List.of(), note, "");
     }
 
     /** "the original code", or where a version came from. */

@@ -43,6 +43,11 @@ final class SwapContext {
     WorkerSymbols symbols;
 
     /** Where the image goes in the code arena, and the image linked for there. */
+    /** {@code --quiesce}: milliseconds to wait for no thread in the old code, or -1; and {@code --force}. */
+    long quiesceMillis = -1;
+    boolean force;
+    /** How the quiesced store went ("" without {@code --quiesce}). */
+    String quiesced = "";
     long base;
     LinkedImage image;
     /** Arena bytes used once everything (image and thunks) is written: the new bump pointer. */

@@ -34,14 +34,18 @@ public final class SwapEngine {
      *
      * @param note     for a rollback, which version it returned to and why ("" for a swap)
      * @param warnings what the user must know although it went through
+     * @param quiesced  how {@code --quiesce} went ("" without it)
      */
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
                          boolean reachesEveryCall, long preserved, LinkedImage image, Timings timings, String unwind,
-                         List<String> warnings, String note) {
+                         List<String> warnings, String note, String quiesced) {
     }
 
     private final SessionDir session;
     private boolean registerUnwindInfo = true;
+    /** {@code --quiesce}: how long to wait, in milliseconds, or -1 without it. */
+    private long quiesceMillis = -1;
+    private boolean force;
     private UnwindRegistrar registrar = UnwindRegistrar.OVER_THE_SOCKET;
 
     public SwapEngine(SessionDir session) {
@@ -63,6 +67,16 @@ public final class SwapEngine {
         return this;
     }
 
+    /**
+     * Makes the slot stores wait until no thread is in the code they replace ({@link Quiesce}), for at most
+     * {@code millis}; then, with {@code force}, store anyway, else refuse.
+     */
+    public SwapEngine quiesce(long millis, boolean force) {
+        this.quiesceMillis = millis;
+        this.force = force;
+        return this;
+    }
+
     /** Replaces {@code function}'s body with {@code function} from {@code object}. */
     public Result swap(String function, Path object) throws HpvmException {
         return swap(List.of(function), object).get(0);
@@ -75,6 +89,8 @@ public final class SwapEngine {
      */
     public List<Result> swap(List<String> functions, Path object) throws HpvmException {
         SwapContext c = new SwapContext(session, functions, object, registerUnwindInfo, registrar);
+        c.quiesceMillis = quiesceMillis;
+        c.force = force;
         try {
             c.obj = RelocatableObject.read(object);
         } catch (LoadException e) {
@@ -94,7 +110,7 @@ public final class SwapEngine {
             FunctionRecord fn = c.functions.get(i);
             results.add(new Result(fn.name(), fn.current(), c.versions[i], c.targets[i], i == 0 ? c.end - c.base : 0,
                 (System.nanoTime() - c.startNanos) / 1000, fn.entryRedirected(), c.preserved[i], c.image, c.timings,
-                c.unwind, c.warnings.getOrDefault(fn.name(), List.of()), i == 0 ? c.routed : ""));
+                c.unwind, c.warnings.getOrDefault(fn.name(), List.of()), i == 0 ? c.routed : "", c.quiesced));
         }
         return results;
     }
@@ -239,7 +255,7 @@ public final class SwapEngine {
             r.preserved() == 0 ? "" : "; via a register-preserving thunk (the new version may write "
                 + Long.bitCount(r.preserved()) + " registers the original left intact)",
             r.unwind() == null || r.unwind().isEmpty() || r.size() == 0 ? "" : "; " + r.unwind())
-            + (r.note().isEmpty() ? "" : "; first " + r.note());
+            + (r.note().isEmpty() ? "" : "; first " + r.note()) + (r.quiesced().isEmpty() ? "" : "; " + r.quiesced());
     }
 
     /** Formats the one-line report of a rollback. */

@@ -219,8 +219,20 @@ final class SwapPasses {
         c.routed = Compaction.describe(r, false);
     }
 
-    /** The swap itself: one aligned 8-byte release store per slot; calls that start afterwards run the new code. */
+    /**
+     * The swap itself: one aligned 8-byte release store per slot; calls that start afterwards run the new code. With
+     * {@code --quiesce}, made only while no thread is in the code being replaced ({@link Quiesce}).
+     */
     static void store(SwapContext c) throws HpvmException {
+        if (c.quiesceMillis >= 0) {
+            c.quiesced = Quiesce.run(c.session, Quiesce.spans(c.registry, c.functions), c.quiesceMillis, c.force,
+                () -> storeSlots(c)).describe();
+        } else {
+            storeSlots(c);
+        }
+    }
+
+    private static void storeSlots(SwapContext c) throws HpvmException {
         try (SlotTable slots = SlotTable.open(c.session.slots())) {
             for (int i = 0; i < c.functions.size(); i++) {
                 slots.setRelease(c.functions.get(i).slot(), c.targets[i]);
@@ -240,7 +252,7 @@ final class SwapPasses {
             int version = fn.versions();
             c.versions[i] = version;
             c.registry.putVersion(fn.name(), new VersionRecord(version, c.targets[i], i == 0 ? c.end - c.base : 0,
-                c.objectName(), System.currentTimeMillis(), c.preserved[i], set));
+                c.objectName(), System.currentTimeMillis(), c.preserved[i], set, c.base, c.end));
             c.registry.putFunction(fn.withInstalled(version, version + 1));
         }
     }

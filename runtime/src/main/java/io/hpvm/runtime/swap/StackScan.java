@@ -1,0 +1,75 @@
+package io.hpvm.runtime.swap;
+
+import io.hpvm.runtime.linux.ProcFs;
+import io.hpvm.runtime.linux.ProcessMemory;
+import io.hpvm.runtime.linux.SystemException;
+import io.hpvm.runtime.linux.WorldStop;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
+import java.util.function.LongPredicate;
+
+/**
+ * A conservative look at a stopped thread's stack: the 8-byte words from its stack pointer up (the live frames;
+ * below it is dead), at most {@link #LIMIT} bytes, within the mapping that holds the stack pointer. Return addresses
+ * are among them, and so are other values; callers that want return addresses check what precedes the word
+ * ({@link #afterCall}). A precise walk would follow the .eh_frame of every module; this one may see a stale word,
+ * which only makes its callers cautious (wait longer, keep a region mapped).
+ */
+final class StackScan {
+
+    /** How much of each stack is read, from the stack pointer up. */
+    static final int LIMIT = 1 << 20;
+
+    /** A word found: where on the stack, and its value. */
+    record Hit(long at, long word) {
+    }
+
+    private StackScan() {
+    }
+
+    /** The first word of {@code t}'s stack that {@code wanted} accepts, or null. */
+    static Hit find(ProcessMemory mem, List<ProcFs.Mapping> maps, WorldStop.StoppedThread t, LongPredicate wanted)
+        throws SystemException {
+        long sp = t.sp() & ~7L;
+        for (ProcFs.Mapping m : maps) {
+            if (sp >= m.start() && sp < m.end()) {
+                int length = (int) Math.min(LIMIT, m.end() - sp);
+                ByteBuffer stack = ByteBuffer.wrap(mem.read(sp, length)).order(ByteOrder.LITTLE_ENDIAN);
+                for (int at = 0; at + 8 <= length; at += 8) {
+                    long word = stack.getLong(at);
+                    if (wanted.test(word)) {
+                        return new Hit(sp + at, word);
+                    }
+                }
+                return null;
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Whether the instruction that ends at {@code address} can be a call, so that {@code address} can be a return
+     * address: {@code call rel32} (e8, 5 bytes), or {@code call} through a register or memory (ff /2: 2, 3, 6 or 7
+     * bytes with its ModRM, SIB and displacement; a REX prefix before it changes nothing here).
+     */
+    static boolean afterCall(ProcessMemory mem, long address) {
+        byte[] b;
+        try {
+            b = mem.read(address - 7, 7);
+        } catch (SystemException | RuntimeException e) {
+            return false;
+        }
+        if ((b[2] & 0xff) == 0xe8) {
+            return true;
+        }
+        for (int length : new int[] {2, 3, 6, 7}) {
+            int op = 7 - length;
+            if ((b[op] & 0xff) == 0xff && ((b[op + 1] >> 3) & 7) == 2) {
+                return true;
+            }
+        }
+        return false;
+    }
+}
