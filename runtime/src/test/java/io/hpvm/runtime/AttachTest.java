@@ -206,6 +206,65 @@ class AttachTest {
         }
     }
 
+    /** A pre-forked server: the master forks three workers that print "i k compute(i)", then waits. */
+    static final String PREFORKED = """
+        #include <stdio.h>
+        #include <unistd.h>
+        __attribute__((noinline)) long compute(long x) { return x * 2; }
+        int main(void) {
+            setvbuf(stdout, NULL, _IOLBF, 0);
+            for (int k = 0; k < 3; k++) {
+                if (fork() == 0) {
+                    for (long i = 0; ; i++) { printf("%ld %d %ld\\n", i, k, compute(i)); usleep(20000); }
+                }
+            }
+            for (;;) pause();
+        }
+        """;
+
+    /** Waits until each of the three workers printed a line whose value is {@code factor} times its counter. */
+    private static void awaitEveryWorker(TestWorker w, long factor, String what) {
+        for (int k = 0; k < 3; k++) {
+            String worker = Integer.toString(k);
+            w.awaitLine(w.mark(), l -> {
+                String[] f = l.split(" ");
+                return f.length == 3 && f[1].equals(worker) && Long.parseLong(f[2]) == factor * Long.parseLong(f[0]);
+            }, SwapTest.WAIT);
+        }
+    }
+
+    /** --children: the master and its three forked workers are one session; a swap and a detach reach all. */
+    @Test
+    void aPreForkedServerIsTakenOverAsOneSession() throws Exception {
+        Path exe = Gcc.executable(dir, "prefork", PREFORKED, "-O2");
+        Path patch = Gcc.object(dir, "fix", "long compute(long x) { return x * 3; }\n", "-O2");
+        TestWorker w = TestWorker.startNative(exe);
+        List<Integer> workers = List.of();
+        try {
+            awaitEveryWorker(w, 2, "before hpvm attach");
+            workers = ProcFs.descendants(w.pid()).stream().filter(p -> p != w.pid()).toList();
+            assertEquals(3, workers.size(), "three workers: " + workers);
+            Attached a = attach(w.pid(), "--children");
+            assertEquals(0, a.code(), a.err());
+            assertTrue(a.err().contains("(pid " + w.pid() + " and 3 forked copies)"), a.err());
+            String pid = Integer.toString(w.pid());
+            SwapTest.ok(Hpvm.cmd(sessions(), "swap", "--pid", pid, "compute", patch.toString()));
+            awaitEveryWorker(w, 3, "after one swap");
+            Hpvm.Result d = SwapTest.ok(Hpvm.cmd(sessions(), "detach", "--pid", pid));
+            assertTrue(d.out().contains("hpvm's code unmapped"), d.out());
+            awaitEveryWorker(w, 2, "after detach");
+            for (int p : workers) {
+                assertTrue(ProcFs.maps(p).stream().noneMatch(m -> m.path().contains(sessions().toString())),
+                    "hpvm's regions are gone from worker " + p);
+            }
+        } finally {
+            for (int p : workers) {
+                LibC.INSTANCE.kill(p, 9);
+            }
+            w.close();
+        }
+    }
+
     /**
      * Four threads call compute as fast as they can, directly and through a pointer, while hpvm attaches, swaps and
      * rolls back: every value is one a version computes (the worker aborts otherwise), and the pointer calls reach

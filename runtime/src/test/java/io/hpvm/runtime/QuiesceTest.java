@@ -55,7 +55,7 @@ class QuiesceTest {
     }
 
     @Test
-    void aSwapWaitsForTheMomentNoThreadIsInsideTheFunction() throws Exception {
+    void aSwapAndARollbackWaitForTheMomentNoThreadIsInsideTheFunction() throws Exception {
         Path exe = Gcc.executable(dir, "sleepy", WORKER, "-O2", "-pthread");
         Path fix = Gcc.object(dir, "fix", "#include <unistd.h>\nlong slow(long x) { usleep(150000); return x * 3; }\n",
             "-O2");
@@ -68,6 +68,13 @@ class QuiesceTest {
             w.awaitLine(w.mark(), l -> {
                 String[] f = l.split(" ");
                 return f.length == 2 && Long.parseLong(f[1]) == 3 * Long.parseLong(f[0]);
+            }, SwapTest.WAIT);
+            Hpvm.Result b = SwapTest.ok(Hpvm.cmd(sessions(), "rollback", "--quiesce=5", "slow"));
+            assertTrue(b.out().matches("(?s)rolled back slow: v1 -> v0 .*; quiesced after \\d+ attempts?, longest "
+                + "pause [0-9.]+ ms\n"), b.out());
+            w.awaitLine(w.mark(), l -> {
+                String[] f = l.split(" ");
+                return f.length == 2 && Long.parseLong(f[1]) == 2 * Long.parseLong(f[0]);
             }, SwapTest.WAIT);
         }
     }

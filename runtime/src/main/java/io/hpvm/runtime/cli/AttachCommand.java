@@ -54,6 +54,10 @@ final class AttachCommand implements Callable<Integer> {
         + "PID ends, instead of in the background.")
     boolean foreground;
 
+    @Option(names = "--children", description = "Also take over every process forked from PID that runs the same "
+        + "executable (a pre-forked server's workers), as one session: a swap reaches all of them.")
+    boolean children;
+
     @Parameters(index = "0", paramLabel = "PID", description = "The process to take over.")
     int pid;
 
@@ -66,7 +70,7 @@ final class AttachCommand implements Callable<Integer> {
             return background();
         }
         boolean toLog = System.getenv(LOG_ENV) != null;
-        return new Supervisor(supervisor.toOptions(false), System.err).attach(pid, () -> {
+        return new Supervisor(supervisor.toOptions(false), System.err).attach(pid, children, () -> {
             if (toLog) {
                 logToSession();
             }

@@ -15,44 +15,13 @@ abstract class PatchingCommand extends SessionCommand {
             + "new code terminates the worker.")
     boolean noUnwindInfo;
 
-    @Option(names = "--quiesce", paramLabel = "SECONDS", arity = "0..1", preprocessor = AttachedValueOnly.class,
-        description = "Swap only at a moment when no thread is inside the code being replaced (of any function of "
-            + "the patch set): stop the threads, look at each one's instruction pointer and the return addresses on "
-            + "its stack, and if one is there resume and try again (waits doubling up to 100 ms) for at most SECONDS "
-            + "(--quiesce=SECONDS; default 5); then give up, changing nothing (exit 6), naming each thread and frame. "
-            + "A function that never returns never quiesces.")
-    Double quiesce;
-
-    @Option(names = "--force", description = "With --quiesce: when the time is up, swap anyway (and say which "
-        + "threads were still in the old code).")
-    boolean force;
-
-    /**
-     * {@code --quiesce} takes its value only as {@code --quiesce=SECONDS}: {@code --quiesce FUNCTION} must leave the
-     * function's name alone (picocli's way, from its documentation of {@code IParameterPreprocessor}).
-     */
-    static final class AttachedValueOnly implements picocli.CommandLine.IParameterPreprocessor {
-        @Override
-        public boolean preprocess(java.util.Stack<String> args, picocli.CommandLine.Model.CommandSpec spec,
-                                  picocli.CommandLine.Model.ArgSpec arg, java.util.Map<String, Object> info) {
-            if (" ".equals(info.get("separator"))) {
-                args.push("5");
-            }
-            return false;
-        }
-    }
+    @picocli.CommandLine.Mixin
+    QuiesceOptions quiesce;
 
     /** The swap engine for this command's session and options. */
     SwapEngine engine() throws HpvmException {
-        if (force && quiesce == null) {
-            throw new HpvmException(io.hpvm.runtime.ExitCode.USAGE, "--force goes with --quiesce");
-        }
-        if (quiesce != null && !(quiesce >= 0 && quiesce <= 3600)) {
-            throw new HpvmException(io.hpvm.runtime.ExitCode.USAGE, "--quiesce takes 0 to 3600 seconds");
-        }
-        SwapEngine e = new SwapEngine(session()).registerUnwindInfo(!noUnwindInfo)
-            .unwindRegistrar(Invocation.current().registrar());
-        return quiesce == null ? e : e.quiesce(Math.round(quiesce * 1000), force);
+        return quiesce.apply(new SwapEngine(session()).registerUnwindInfo(!noUnwindInfo)
+            .unwindRegistrar(Invocation.current().registrar()));
     }
 
     /** A swap's result as JSON: what {@link SwapEngine#describe} says, field by field. */

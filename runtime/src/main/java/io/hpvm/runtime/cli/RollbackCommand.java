@@ -20,16 +20,20 @@ final class RollbackCommand extends SessionCommand {
     @Option(names = "--to", paramLabel = "VERSION", description = "Version to install (0 = original).")
     Integer to;
 
+    @picocli.CommandLine.Mixin
+    QuiesceOptions quiesce;
+
     @Parameters(index = "0", paramLabel = "FUNCTION", description = "Function to roll back.")
     String function;
 
     @Override
     public Integer call() throws Exception {
-        for (SwapEngine.Result r : new SwapEngine(session()).rollbackAll(function, to)) {
+        for (SwapEngine.Result r : quiesce.apply(new SwapEngine(session())).rollbackAll(function, to)) {
             if (json) {
                 emit(result().put("function", r.function()).put("from_version", r.fromVersion())
                     .put("to_version", r.toVersion()).put("returned_to", r.note())
-                    .put("address", io.hpvm.loader.Elf.hex(r.address())).put("micros", r.micros()));
+                    .put("address", io.hpvm.loader.Elf.hex(r.address())).put("micros", r.micros())
+                    .put("quiesced", r.quiesced().isEmpty() ? null : r.quiesced()));
             } else {
                 out().println(SwapEngine.describeRollback(r));
             }

@@ -6,6 +6,7 @@ import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.Json;
 import io.hpvm.runtime.Timings;
+import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.runtime.linux.PtraceAccess;
 import io.hpvm.runtime.linux.Tracee;
 import io.hpvm.runtime.linux.WorldStop;
@@ -44,21 +45,33 @@ final class Attach {
         this.err = err;
     }
 
-    Supervisor.Launched attach(int pid) throws HpvmException {
+    /**
+     * Takes over {@code pid}, and with {@code children} every process descended from it that runs the same
+     * executable at the same address (a pre-forked server's workers), all as one session, as {@code hpvm run}'s
+     * forked children share theirs.
+     */
+    Supervisor.Launched attach(int pid, boolean children) throws HpvmException {
         long t0 = System.nanoTime();
         Timings timings = new Timings();
         CompletableFuture<Void> warm = CompletableFuture.runAsync(Registry::warmUp);
-        String refusal = PtraceAccess.refusal(pid);
-        if (refusal != null) {
-            throw new HpvmException(ExitCode.SYSTEM, "cannot attach to process " + pid + ": " + refusal);
-        }
-        for (SessionDir s : SessionDir.list()) {
-            if (s.pid() == pid && s.isLive()) {
-                throw new HpvmException(ExitCode.REFUSED, "process " + pid + " is already under hpvm (session "
-                    + s.dir() + ")");
-            }
+        String refused = PtraceAccess.refusal(pid); // first: another user's /proc/PID/exe is not ours to read
+        if (refused != null) {
+            throw new HpvmException(ExitCode.SYSTEM, "cannot attach to process " + pid + ": " + refused);
         }
         Path program = program(pid);
+        List<Integer> pids = children ? copies(pid, program) : List.of(pid);
+        for (int p : pids) {
+            String refusal = PtraceAccess.refusal(p);
+            if (refusal != null) {
+                throw new HpvmException(ExitCode.SYSTEM, "cannot attach to process " + p + ": " + refusal);
+            }
+            for (SessionDir s : SessionDir.list()) {
+                if (s.isLive() && s.processes().contains(p)) {
+                    throw new HpvmException(ExitCode.REFUSED, "process " + p + " is already under hpvm (session "
+                        + s.dir() + ")");
+                }
+            }
+        }
         ElfImage image;
         try {
             // Read through /proc, which works when the file was replaced or deleted since the process started.
@@ -75,6 +88,7 @@ final class Attach {
         ControlServer server = null;
         CompletableFuture<Registry> registry = null;
         Instrumentation.Setup setup;
+        int processes;
         long paused;
         int threads;
         int moved = 0;
@@ -84,13 +98,22 @@ final class Attach {
             WorldStop[] world = new WorldStop[1];
             try {
                 setup = instrumentation.prepare(pid, () -> {
-                    world[0] = WorldStop.stop(List.of(pid));
-                    if (world[0].threads().isEmpty()) {
-                        throw new HpvmException(ExitCode.SYSTEM, "process " + pid + " ended before hpvm could stop "
-                            + "it");
+                    world[0] = WorldStop.stop(pids);
+                    List<Tracee> tracees = new ArrayList<>();
+                    for (int p : pids) {
+                        Tracee t = injector(world[0], p);
+                        if (t == null && p == pid) {
+                            throw new HpvmException(ExitCode.SYSTEM, "process " + pid + " ended before hpvm could "
+                                + "stop it");
+                        }
+                        if (t != null) {
+                            tracees.add(t); // a child that ended meanwhile is left out
+                        }
                     }
-                    return injector(world[0], pid);
+                    return tracees;
                 }, image, functions, session, timings);
+                processes = (int) world[0].threads().stream().mapToInt(WorldStop.StoppedThread::pid).distinct()
+                    .count();
                 threads = world[0].threads().size();
                 moved = moveOutOfEntries(world[0], world[0].threads(), setup, functions);
             } finally {
@@ -120,8 +143,8 @@ final class Attach {
             session.delete();
             throw e;
         }
-        report(pid, program, functions.size(), setup, threads, moved, paused, (System.nanoTime() - t0) / 1_000_000,
-            session, timings);
+        report(pid, program, functions.size(), setup, threads, processes, moved, paused,
+            (System.nanoTime() - t0) / 1_000_000, session, timings);
         return new Supervisor.Launched(session, server);
     }
 
@@ -136,12 +159,49 @@ final class Attach {
     }
 
     /**
-     * The thread the system calls that map the regions run in: the main thread while it lives (a thread blocked in
-     * a system call is fine: its registers are restored afterwards and the call restarts), else any.
+     * The thread of process {@code pid} the system calls that map the regions run in: its main thread while it lives
+     * (a thread blocked in a system call is fine: its registers are restored afterwards and the call restarts), else
+     * any; null when none of its threads is stopped (it ended).
      */
     private static Tracee injector(WorldStop world, int pid) {
         Tracee main = world.tracee(pid);
-        return main != null ? main : world.tracee(world.threads().get(0).tid());
+        if (main != null) {
+            return main;
+        }
+        for (WorldStop.StoppedThread t : world.threads()) {
+            if (t.pid() == pid) {
+                return world.tracee(t.tid());
+            }
+        }
+        return null;
+    }
+
+    /**
+     * {@code pid} and every process descended from it that runs {@code program} mapped where {@code pid} has it
+     * (forked, not exec'd): they share its text layout, so the same regions and the same rewritten text fit them.
+     */
+    private static List<Integer> copies(int pid, Path program) throws HpvmException {
+        List<Integer> out = new ArrayList<>();
+        long base = textStart(pid, program);
+        for (int p : ProcFs.descendants(pid)) {
+            try {
+                if (p == pid || program(p).equals(program) && textStart(p, program) == base) {
+                    out.add(p);
+                }
+            } catch (HpvmException e) {
+                // ended meanwhile, or not ours to look at: not one of the copies
+            }
+        }
+        return out;
+    }
+
+    private static long textStart(int pid, Path program) throws HpvmException {
+        for (ProcFs.Mapping m : ProcFs.maps(pid)) {
+            if (m.path().equals(program.toString())) {
+                return m.start();
+            }
+        }
+        return -1;
     }
 
     /**
@@ -174,19 +234,20 @@ final class Attach {
     }
 
     /** Prints the attached line, last: {@code hpvm attach} stops relaying the background supervisor's output there. */
-    private void report(int pid, Path program, int functions, Instrumentation.Setup s, int threads, int moved,
-                        long pausedMicros, long ms, SessionDir session, Timings timings) {
+    private void report(int pid, Path program, int functions, Instrumentation.Setup s, int threads, int processes,
+                        int moved, long pausedMicros, long ms, SessionDir session, Timings timings) {
         if (options.timings()) {
             err.printf("hpvm: timings: %s%n", timings.describe());
         }
         if (options.json()) {
             err.println(new Json().put("event", "attached").put("program", program.toString()).put("pid", pid)
                 .put("ready_ms", ms).put("paused_us", pausedMicros).put("threads", threads)
-                .put("threads_moved", moved).put("functions", functions).put("call_sites", s.callSites)
+                .put("processes", processes).put("threads_moved", moved).put("functions", functions).put("call_sites", s.callSites)
                 .put("entries_redirected", s.trampolineOf.size()).put("session", session.dir().toString()));
         } else if (!options.quiet()) {
-            err.printf("hpvm: attached to %s (pid %d) in %d ms, its %d thread%s stopped for %.2f ms%s: %d functions "
-                    + "patchable, %d call sites rewritten, %d entries redirected; session %s%n", program, pid, ms,
+            err.printf("hpvm: attached to %s (pid %d%s) in %d ms, its %d thread%s stopped for %.2f ms%s: %d functions "
+                    + "patchable, %d call sites rewritten, %d entries redirected; session %s%n", program, pid,
+                processes == 1 ? "" : " and " + (processes - 1) + " forked cop" + (processes == 2 ? "y" : "ies"), ms,
                 threads, threads == 1 ? "" : "s", pausedMicros / 1000.0, moved == 0 ? ""
                     : " (" + moved + " moved out of an entry's first instructions)", functions, s.callSites,
                 s.trampolineOf.size(), session.dir());

@@ -126,7 +126,11 @@ final class Instrumentation {
      */
     @FunctionalInterface
     interface Stop {
-        Tracee now() throws HpvmException;
+        /**
+         * Stops the process, and returns a thread of it to run system calls in, followed by one thread of each other
+         * process that gets the same mapping and text ({@code hpvm attach --children}: forked copies of it).
+         */
+        List<Tracee> now() throws HpvmException;
     }
 
     /**
@@ -164,13 +168,13 @@ final class Instrumentation {
         s.arenaStart = s.agentCode + AgentLaunch.CODE_SPACE;
 
         long entryPoint = ProcFs.auxv(pid, ProcFs.AT_ENTRY);
-        Tracee tracee = null;
+        List<Tracee> tracees = null;
         try (SlotTable slots = SlotTable.create(session.slots(), n);
              ProcessMemory mem = new ProcessMemory(pid, true);
              CodeRegion file = session.noexecRoot() ? null : CodeRegion.create(session.code(), s.codeSize,
                  s.codeAddress);
-             CodeRegion memfd = file != null ? null : SharedRegions.mapMemfd(tracee = stop.now(), mem, entryPoint,
-                 session, s.codeAddress, s.codeSize, fd -> s.codeFd = fd)) {
+             CodeRegion memfd = file != null ? null : SharedRegions.mapMemfd(only(tracees = stop.now()), mem,
+                 entryPoint, session, s.codeAddress, s.codeSize, fd -> s.codeFd = fd)) {
             CodeRegion code = file != null ? file : memfd;
             Map<Long, Integer> slotOfEntry = new HashMap<>();
             byte[][] stubs = Snippets.stubs(n, i -> stubAddress(s, i), i -> s.slotsAddress + SlotTable.offset(i));
@@ -188,14 +192,30 @@ final class Instrumentation {
                     text);
                 timings.mark("redirect");
             }
-            if (tracee == null) {
-                tracee = stop.now();
+            if (tracees == null) {
+                tracees = stop.now();
                 timings.mark("stop");
             }
-            SharedRegions.map(tracee, mem, entryPoint, session, s.slotsAddress, slotsSize, file == null ? 0
-                : s.codeAddress, s.codeSize);
-            timings.mark("inject");
-            text.flush(mem);
+            Tracee tracee = tracees.get(0);
+            List<ProcessMemory> mems = new ArrayList<>(List.of(mem));
+            try {
+                for (Tracee t : tracees) {
+                    ProcessMemory m = t == tracee ? mem : new ProcessMemory(t.pid(), true);
+                    if (m != mem) {
+                        mems.add(m);
+                    }
+                    SharedRegions.map(t, m, t == tracee ? entryPoint : ProcFs.auxv(t.pid(), ProcFs.AT_ENTRY), session,
+                        s.slotsAddress, slotsSize, file == null ? 0 : s.codeAddress, s.codeSize);
+                }
+                timings.mark("inject");
+                text.flush(mems);
+            } finally {
+                for (ProcessMemory m : mems) {
+                    if (m != mem) {
+                        m.close();
+                    }
+                }
+            }
             timings.mark("write");
             if (options.agent()) {
                 s.agent = AgentLaunch.start(tracee, mem, code, entryPoint, s.agentCode, image, s.bias, maps);
@@ -207,6 +227,16 @@ final class Instrumentation {
             throw new SystemException("cannot instantiate a dispatcher stub: " + e.getMessage(), e);
         }
         return s;
+    }
+
+    /** The one process of a code region that is a memfd: it cannot be mapped into another process. */
+    private static Tracee only(List<Tracee> tracees) throws HpvmException {
+        if (tracees.size() > 1) {
+            throw new HpvmException(io.hpvm.runtime.ExitCode.REFUSED, "the session root is mounted noexec, so the "
+                + "code region is a memfd of one process and cannot be shared with its children: set "
+                + "HPVM_SESSION_ROOT to an exec-capable tmpfs to take over several processes as one session");
+        }
+        return tracees.get(0);
     }
 
     static long stubAddress(Setup s, int index) {

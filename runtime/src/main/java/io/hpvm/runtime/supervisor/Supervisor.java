@@ -60,13 +60,14 @@ public final class Supervisor {
     }
 
     /**
-     * {@code hpvm attach}: takes over running process {@code pid} ({@link Attach}), runs {@code attached} (the
+     * {@code hpvm attach}: takes over running process {@code pid} (with {@code children}, its forked copies too:
+     * {@link Attach}), runs {@code attached} (the
      * command moves its output to the session's log then), serves the session until the process ends, removes it.
      *
      * @return 0 (the process's exit status goes to its parent)
      */
-    public int attach(int pid, Runnable attached) throws HpvmException {
-        Launched worker = new Attach(options, err).attach(pid);
+    public int attach(int pid, boolean children, Runnable attached) throws HpvmException {
+        Launched worker = new Attach(options, err).attach(pid, children);
         attached.run();
         serve(worker);
         err.println(worker.server().detached() ? "hpvm: detached from process " + pid + "; its session is removed"
@@ -138,7 +139,7 @@ public final class Supervisor {
             // by every command from the moment it is announced, and the program does not wait for Chronicle.
             SessionDir s0 = session;
             registry = warm.thenApply(v -> Instrumentation.createRegistry(s0, functions.size()));
-            setup = instrumentation.prepare(pid, () -> tracee, image, functions, session, timings);
+            setup = instrumentation.prepare(pid, () -> List.of(tracee), image, functions, session, timings);
             server = new ControlServer(session, pid, setup.callPad, setup.agent == null ? null : setup.agent.agent(),
                 options.commands(), options.autoCompactMillis() > 0
                     ? new AutoCompaction(session, options.autoCompactMillis(), err) : null);

@@ -76,6 +76,11 @@ final class TextPatches {
 
     /** Applies the pending patches and writes every run of edited pages into the (stopped) worker. */
     void flush(ProcessMemory mem) throws SystemException {
+        flush(List.of(mem));
+    }
+
+    /** As {@link #flush(ProcessMemory)}, into several processes with the same text (forked copies). */
+    void flush(List<ProcessMemory> mems) throws SystemException {
         for (Patch p : pending) {
             Long start = segmentOf(p.address(), p.bytes().length);
             if (start != null) {
@@ -92,7 +97,10 @@ final class TextPatches {
                 int end = pages.nextClearBit(first);
                 long from = Math.max(start, (start / PAGE + first) * PAGE);
                 long to = Math.min(start + text.length, (start / PAGE + end) * PAGE);
-                mem.write(from, java.util.Arrays.copyOfRange(text, (int) (from - start), (int) (to - start)));
+                byte[] run = java.util.Arrays.copyOfRange(text, (int) (from - start), (int) (to - start));
+                for (ProcessMemory mem : mems) {
+                    mem.write(from, run);
+                }
                 first = end;
             }
             pages.clear();

@@ -14,7 +14,9 @@ import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.SessionInfo;
 
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * {@code hpvm detach}: gives a process taken over by {@code hpvm attach} back its own code. Every function goes back
@@ -75,28 +77,38 @@ public final class Detach {
 
     private static Result unmap(SessionDir session, SessionInfo info, int restored, Compaction.Result c)
         throws HpvmException {
-        int pid = info.pid();
         long lo = info.slots();
         long hi = info.code() + info.codeSize();
         int codeFd = session.codeFd();
-        List<ProcFs.Mapping> maps = ProcFs.maps(pid);
-        WorldStop world = WorldStop.stop(List.of(pid));
+        List<Integer> processes = session.processes(); // before the unmapping, which takes them out of this list
+        Map<Integer, List<ProcFs.Mapping>> maps = new HashMap<>();
+        for (int p : processes) {
+            maps.put(p, ProcFs.maps(p));
+        }
+        WorldStop world = WorldStop.stop(processes);
         String busy = null;
-        try (ProcessMemory mem = new ProcessMemory(pid, true)) {
+        try {
             for (WorldStop.StoppedThread t : world.threads()) {
-                busy = busy != null ? busy : holder(t, mem, maps, lo, hi);
+                try (ProcessMemory mem = new ProcessMemory(t.pid(), false)) {
+                    busy = busy != null ? busy : holder(t, mem, maps.getOrDefault(t.pid(), List.of()), lo, hi);
+                }
             }
-            if (busy == null && !world.threads().isEmpty()) {
-                Tracee main = world.tracee(pid) != null ? world.tracee(pid)
-                    : world.tracee(world.threads().get(0).tid());
-                try (Injector inj = new Injector(main, mem, ProcFs.auxv(pid, ProcFs.AT_ENTRY))) {
-                    long r = inj.syscall(Injector.SYS_MUNMAP, lo, hi - lo);
-                    if (r != 0) {
-                        throw SystemException.of("munmap(" + Elf.hex(lo) + ", " + (hi - lo) + ") in process " + pid,
-                            (int) -r);
+            if (busy == null) {
+                for (int p : processes) {
+                    Tracee main = world.tracee(p);
+                    if (main == null) {
+                        continue; // ended meanwhile
                     }
-                    if (codeFd >= 0) {
-                        inj.syscall(Injector.SYS_CLOSE, codeFd);
+                    try (ProcessMemory mem = new ProcessMemory(p, true);
+                         Injector inj = new Injector(main, mem, ProcFs.auxv(p, ProcFs.AT_ENTRY))) {
+                        long r = inj.syscall(Injector.SYS_MUNMAP, lo, hi - lo);
+                        if (r != 0) {
+                            throw SystemException.of("munmap(" + Elf.hex(lo) + ", " + (hi - lo) + ") in process " + p,
+                                (int) -r);
+                        }
+                        if (codeFd >= 0) {
+                            inj.syscall(Injector.SYS_CLOSE, codeFd);
+                        }
                     }
                 }
             }

@@ -25,6 +25,8 @@ final class Rollback {
 
     private final SessionDir session;
     private final Registry reg;
+    private long quiesceMillis = -1;
+    private boolean force;
 
     Rollback(SessionDir session, Registry reg) {
         this.session = session;
@@ -38,18 +40,45 @@ final class Rollback {
     List<SwapEngine.Result> run(FunctionRecord fn, Integer to) throws HpvmException {
         VersionRecord current = fn.current() > 0 ? reg.version(fn.name(), fn.current()) : null;
         String set = to == null && current != null ? current.set() : "";
-        List<SwapEngine.Result> out = new ArrayList<>();
-        out.add(one(fn, to));
+        List<FunctionRecord> members = new ArrayList<>(List.of(fn));
         if (!set.isEmpty()) {
             for (String member : set.split(",")) {
                 FunctionRecord m = member.equals(fn.name()) ? null : reg.function(member);
                 VersionRecord mv = m == null || m.current() == 0 ? null : reg.version(member, m.current());
                 if (mv != null && set.equals(mv.set())) {
-                    out.add(one(m, null));
+                    members.add(m);
                 }
             }
         }
+        List<SwapEngine.Result> out = new ArrayList<>();
+        if (quiesceMillis < 0) {
+            for (int i = 0; i < members.size(); i++) {
+                out.add(one(members.get(i), i == 0 ? to : null));
+            }
+            return out;
+        }
+        // Compacted members are routed first: that is a stop of its own, which cannot happen inside the quiesced one.
+        List<FunctionRecord> compacted = members.stream().filter(FunctionRecord::compacted).toList();
+        String routed = compacted.isEmpty() ? "" : "; first " + Compaction.describe(new Compaction(session, reg)
+            .apply(compacted, false), false);
+        members.replaceAll(m -> reg.function(m.name()));
+        Quiesce.Outcome o = Quiesce.run(session, Quiesce.spans(reg, members), quiesceMillis, force, () -> {
+            for (int i = 0; i < members.size(); i++) {
+                out.add(one(members.get(i), i == 0 ? to : null));
+            }
+        });
+        SwapEngine.Result first = out.get(0);
+        out.set(0, new SwapEngine.Result(first.function(), first.fromVersion(), first.toVersion(), first.address(),
+            first.size(), first.micros(), first.reachesEveryCall(), first.preserved(), first.image(), first.timings(),
+            first.unwind(), first.warnings(), first.note() + routed, o.describe()));
         return out;
+    }
+
+    /** {@code --quiesce}: see {@link SwapEngine#quiesce}. */
+    Rollback quiesce(long millis, boolean force) {
+        this.quiesceMillis = millis;
+        this.force = force;
+        return this;
     }
 
     private SwapEngine.Result one(FunctionRecord fn, Integer to) throws HpvmException {

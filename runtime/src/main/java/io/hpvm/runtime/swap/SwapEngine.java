@@ -220,7 +220,8 @@ public final class SwapEngine {
     public List<Result> rollbackAll(String function, Integer to) throws HpvmException {
         try (SessionDir.Lock lock = session.lock(); Registry reg = Registry.open(session.registry().toFile())) {
             SessionInfo info = checkedSession(reg);
-            return new Rollback(session, reg).run(FunctionLookup.find(reg, function, info), to);
+            return new Rollback(session, reg).quiesce(quiesceMillis, force).run(FunctionLookup.find(reg, function,
+                info), to);
         }
     }
 
@@ -260,7 +261,8 @@ public final class SwapEngine {
 
     /** Formats the one-line report of a rollback. */
     public static String describeRollback(Result r) {
-        return String.format("rolled back %s: v%d -> v%d (%s) at %s in %.1f ms", r.function(), r.fromVersion(),
-            r.toVersion(), r.note(), Elf.hex(r.address()), r.micros() / 1000.0);
+        return String.format("rolled back %s: v%d -> v%d (%s) at %s in %.1f ms%s", r.function(), r.fromVersion(),
+            r.toVersion(), r.note(), Elf.hex(r.address()), r.micros() / 1000.0, r.quiesced().isEmpty() ? ""
+                : "; " + r.quiesced());
     }
 }

@@ -224,21 +224,21 @@ final class SwapPasses {
      * {@code --quiesce}, made only while no thread is in the code being replaced ({@link Quiesce}).
      */
     static void store(SwapContext c) throws HpvmException {
-        if (c.quiesceMillis >= 0) {
-            c.quiesced = Quiesce.run(c.session, Quiesce.spans(c.registry, c.functions), c.quiesceMillis, c.force,
-                () -> storeSlots(c)).describe();
-        } else {
-            storeSlots(c);
-        }
-    }
-
-    private static void storeSlots(SwapContext c) throws HpvmException {
-        try (SlotTable slots = SlotTable.open(c.session.slots())) {
-            for (int i = 0; i < c.functions.size(); i++) {
-                slots.setRelease(c.functions.get(i).slot(), c.targets[i]);
+        try (SlotTable slots = SlotTable.open(c.session.slots())) { // opened before any stop of the world
+            if (c.quiesceMillis >= 0) {
+                c.quiesced = Quiesce.run(c.session, Quiesce.spans(c.registry, c.functions), c.quiesceMillis, c.force,
+                    () -> storeSlots(c, slots)).describe();
+            } else {
+                storeSlots(c, slots);
             }
         } catch (IOException e) {
             throw SystemException.io("session files in " + c.session.dir(), e);
+        }
+    }
+
+    private static void storeSlots(SwapContext c, SlotTable slots) {
+        for (int i = 0; i < c.functions.size(); i++) {
+            slots.setRelease(c.functions.get(i).slot(), c.targets[i]);
         }
     }
 
