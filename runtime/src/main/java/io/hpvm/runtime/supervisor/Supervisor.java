@@ -76,10 +76,19 @@ public final class Supervisor {
     }
 
     private int serve(Launched worker) throws HpvmException {
-        warmUpCommands(worker.session());
+        Thread warmUp = warmUpCommands(worker.session());
         int status;
         try (ControlServer control = worker.server()) {
             status = control.serveUntilExit();
+        }
+        // A warm-up still opening the registry would make Chronicle create it again in the directory being removed
+        // (a worker that ends within a second of its launch: ExitAndSignalsTest once left its session behind).
+        try {
+            if (warmUp != null) {
+                warmUp.join(10_000);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
         worker.session().delete();
         return status;
@@ -237,10 +246,10 @@ public final class Supervisor {
      * a user sends finds them loaded and compiled (it would otherwise pay half a second for it), and so that they
      * are read from the jar now rather than whenever the first swap comes.
      */
-    private void warmUpCommands(SessionDir session) {
+    private Thread warmUpCommands(SessionDir session) {
         CommandRunner commands = options.commands();
         if (commands == null) {
-            return;
+            return null;
         }
         Thread t = new Thread(() -> {
             try {
@@ -262,6 +271,7 @@ public final class Supervisor {
         t.setDaemon(true);
         t.setPriority(Thread.MIN_PRIORITY);
         t.start();
+        return t;
     }
 
     private static Path resolveProgram(String name) throws HpvmException {
