@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # hpvm's benchmark: builds what it needs, runs every measurement (native vs hpvm alternately, stalls, swap
 # latency, launch, memory, JMH), prints a table and writes bench/RESULTS.md.
-#   bench/run.sh           full run (under 10 minutes on 2 cores)
-#   bench/run.sh --quick   fewer rounds, shorter windows (under 2 minutes)
+#   bench/run.sh           full run (about 13 minutes on 2 cores)
+#   bench/run.sh --quick   fewer rounds, shorter windows (about 3 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh

@@ -98,17 +98,23 @@ public final class Tracee {
         }
     }
 
-    /** How long {@link #awaitStop} polls before it blocks. */
-    private static final long SPIN_NANOS = 20_000_000;
+    /**
+     * How long {@link #awaitStop} polls for a stop hpvm asked for, before it blocks: a stopped world's threads (they
+     * answer an interrupt within microseconds when they run on another CPU). Spinning longer than the answer takes
+     * costs nothing then, but where the tracee shares this thread's only CPU it holds the CPU the tracee needs, so
+     * the system calls hpvm injects and the run to the entry point poll for {@link #SPIN_SHORT_NANOS} only (a 20 ms
+     * spin there made launch 0.2-0.65 s slower in the bench, which runs hpvm and the program on one CPU).
+     */
+    static final long SPIN_NANOS = 20_000_000;
+    static final long SPIN_SHORT_NANOS = 1_000_000;
 
     /**
-     * The next stop (or exit), polled without sleeping for up to 20 ms before blocking in {@code waitpid}: a stop
-     * hpvm asked for (an interrupt, an injected system call's trap) usually comes within microseconds, and a
-     * supervisor asleep in {@code waitpid} must first be woken, which on a virtual machine whose idle CPU the
+     * The next stop (or exit), polled without sleeping for up to {@code spinNanos} before blocking in {@code waitpid}:
+     * a supervisor asleep in {@code waitpid} must first be woken, which on a virtual machine whose idle CPU the
      * hypervisor has descheduled took 1-11 ms (the Lua bench, 1 thread).
      */
-    public WaitStatus awaitStop() throws SystemException {
-        long until = System.nanoTime() + SPIN_NANOS;
+    public WaitStatus awaitStop(long spinNanos) throws SystemException {
+        long until = System.nanoTime() + spinNanos;
         while (System.nanoTime() < until) {
             WaitStatus st = pollStop();
             if (st != null) {
@@ -155,7 +161,7 @@ public final class Tracee {
         int signal = 0;
         while (true) {
             cont(signal);
-            WaitStatus st = awaitStop();
+            WaitStatus st = awaitStop(SPIN_SHORT_NANOS);
             if (!st.stopped()) {
                 throw new SystemException("worker " + pid + " " + st + " while " + what);
             }

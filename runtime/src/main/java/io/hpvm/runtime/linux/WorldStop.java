@@ -93,7 +93,7 @@ public final class WorldStop implements AutoCloseable {
                     return w;
                 }
                 for (Held h : fresh) {
-                    WaitStatus st = h.tracee.awaitStop();
+                    WaitStatus st = h.tracee.awaitStop(Tracee.SPIN_NANOS);
                     if (!st.stopped()) {
                         w.held.remove(h.tracee.pid()); // it exited
                         if (h.tracee.pid() == h.pid) {
