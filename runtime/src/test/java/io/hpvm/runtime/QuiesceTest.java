@@ -54,6 +54,17 @@ class QuiesceTest {
         return dir.resolve("sessions");
     }
 
+    /**
+     * Waits for a line "i o" with o = factor * i. (Not SwapTest.assertBehaviour, which checks the lines after it
+     * too: main may print a counter the sleeper has advanced before slow() returned.)
+     */
+    private static void awaitFactor(TestWorker w, long factor) {
+        w.awaitLine(w.mark(), l -> {
+            String[] f = l.split(" ");
+            return f.length == 2 && Long.parseLong(f[1]) == factor * Long.parseLong(f[0]);
+        }, SwapTest.WAIT);
+    }
+
     @Test
     void aSwapAndARollbackWaitForTheMomentNoThreadIsInsideTheFunction() throws Exception {
         Path exe = Gcc.executable(dir, "sleepy", WORKER, "-O2", "-pthread");
@@ -65,17 +76,11 @@ class QuiesceTest {
             assertTrue(r.out().matches("(?s)swapped slow: v0 -> v1 .*; quiesced after \\d+ attempts?, longest pause "
                 + "[0-9.]+ ms\n"), r.out());
             // The sleeper is inside slow() 150 ms of every 180: the first attempt rarely finds the gap.
-            w.awaitLine(w.mark(), l -> {
-                String[] f = l.split(" ");
-                return f.length == 2 && Long.parseLong(f[1]) == 3 * Long.parseLong(f[0]);
-            }, SwapTest.WAIT);
+            awaitFactor(w, 3);
             Hpvm.Result b = SwapTest.ok(Hpvm.cmd(sessions(), "rollback", "--quiesce=5", "slow"));
             assertTrue(b.out().matches("(?s)rolled back slow: v1 -> v0 .*; quiesced after \\d+ attempts?, longest "
                 + "pause [0-9.]+ ms\n"), b.out());
-            w.awaitLine(w.mark(), l -> {
-                String[] f = l.split(" ");
-                return f.length == 2 && Long.parseLong(f[1]) == 2 * Long.parseLong(f[0]);
-            }, SwapTest.WAIT);
+            awaitFactor(w, 2);
         }
     }
 

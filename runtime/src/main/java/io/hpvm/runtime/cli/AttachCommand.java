@@ -42,10 +42,6 @@ final class AttachCommand implements Callable<Integer> {
     private static final String LOG_ENV = "HPVM_ATTACH_LOG";
     /** The background supervisor's last line to this command: it has attached, and where its log is. */
     private static final String BACKGROUND = "hpvm: supervisor pid ";
-    private static final int O_WRONLY = 01;
-    private static final int O_CREAT = 0100;
-    private static final int O_APPEND = 02000;
-    private static final int O_CLOEXEC = 02000000;
 
     @Mixin
     SupervisorOptions supervisor;
@@ -135,7 +131,8 @@ final class AttachCommand implements Callable<Integer> {
         int fd = -1;
         try {
             SessionDir session = SessionDir.find(pid);
-            fd = LibC.INSTANCE.open(session.log().toString(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            fd = LibC.INSTANCE.open(session.log().toString(), LibC.O_WRONLY | LibC.O_CREAT | LibC.O_APPEND
+                | LibC.O_CLOEXEC, 0600);
             where = "its log: " + session.workerPath("supervisor.log");
         } catch (HpvmException | RuntimeException e) {
             where = "no log (" + e.getMessage() + "): its later messages are lost";
@@ -145,7 +142,7 @@ final class AttachCommand implements Callable<Integer> {
         System.err.flush();
         try {
             if (fd < 0) {
-                fd = LibC.INSTANCE.open("/dev/null", O_WRONLY | O_CLOEXEC, 0); // not the pipe of a command gone
+                fd = LibC.INSTANCE.open("/dev/null", LibC.O_WRONLY | LibC.O_CLOEXEC, 0); // not the pipe of a command gone
             }
             LibC.INSTANCE.dup2(fd, 1);
             LibC.INSTANCE.dup2(fd, 2);

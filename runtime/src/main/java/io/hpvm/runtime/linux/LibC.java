@@ -45,6 +45,7 @@ public interface LibC extends Library {
     int O_RDWR = 2;
     int O_NONBLOCK = 04000;
     int O_CREAT = 0100;
+    int O_APPEND = 02000;
     int O_CLOEXEC = 02000000;
     int LOCK_EX = 2;
     int LOCK_UN = 8;

@@ -127,6 +127,15 @@ public final class ProcFs {
         return null;
     }
 
+    /** The name of thread {@code tid} of process {@code pid} ({@code comm}; the process's when tid = pid), or "?". */
+    public static String comm(int pid, int tid) {
+        try {
+            return Files.readString(Path.of("/proc/" + pid + "/task/" + tid + "/comm")).trim();
+        } catch (IOException | RuntimeException e) {
+            return "?";
+        }
+    }
+
     /** The thread ids of process {@code pid} ({@code /proc/PID/task}), in order; empty once it has ended. */
     public static List<Integer> threads(int pid) {
         List<Integer> out = new ArrayList<>();

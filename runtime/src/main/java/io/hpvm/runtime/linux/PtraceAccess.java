@@ -36,7 +36,8 @@ public final class PtraceAccess {
         }
         String tracer = ProcFs.status(pid, "TracerPid");
         if (tracer != null && !tracer.equals("0")) {
-            return "process " + pid + " is already traced by process " + tracer + " (" + comm(Integer.parseInt(tracer))
+            int by = Integer.parseInt(tracer);
+            return "process " + pid + " is already traced by process " + tracer + " (" + ProcFs.comm(by, by)
                 + "): a thread has at most one tracer; detach the debugger (gdb: detach; strace: Ctrl-C) or end the "
                 + "other hpvm session first";
         }
@@ -49,8 +50,8 @@ public final class PtraceAccess {
             return "kernel.yama.ptrace_scope = 2: only root (CAP_SYS_PTRACE) may trace; run hpvm attach as root";
         }
         if (scope == 1 && !capable) {
-            return "kernel.yama.ptrace_scope = 1: only a process's ancestors may trace it, and hpvm's supervisor is not "
-                + "an ancestor of " + pid + "; run hpvm attach as root (CAP_SYS_PTRACE), or allow it with "
+            return "kernel.yama.ptrace_scope = 1: only a process's ancestors may trace it, and hpvm's supervisor is "
+                + "not an ancestor of " + pid + "; run hpvm attach as root (CAP_SYS_PTRACE), or allow it with "
                 + "'sysctl kernel.yama.ptrace_scope=0' (or start the program with 'hpvm run' instead)";
         }
         if (!capable) {
@@ -58,8 +59,8 @@ public final class PtraceAccess {
             String[] ids = uid.split("\\s+");
             for (int i = 0; i < 3 && i < ids.length; i++) {
                 if (Integer.parseInt(ids[i]) != me) {
-                    return "process " + pid + " runs as uid " + ids[i] + " and you are uid " + me + ": only its own user "
-                        + "or root (CAP_SYS_PTRACE) may trace it; run hpvm attach as that user or as root";
+                    return "process " + pid + " runs as uid " + ids[i] + " and you are uid " + me + ": only its own "
+                        + "user or root (CAP_SYS_PTRACE) may trace it; run hpvm attach as that user or as root";
                 }
             }
         }
@@ -82,15 +83,6 @@ public final class PtraceAccess {
             return Integer.parseInt(Files.readString(Path.of("/proc/sys/kernel/yama/ptrace_scope")).trim());
         } catch (IOException | NumberFormatException e) {
             return 0;
-        }
-    }
-
-    /** The command name of process {@code pid}, or "?". */
-    public static String comm(int pid) {
-        try {
-            return Files.readString(Path.of("/proc/" + pid + "/comm")).trim();
-        } catch (IOException e) {
-            return "?";
         }
     }
 }

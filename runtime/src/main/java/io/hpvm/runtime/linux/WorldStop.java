@@ -143,6 +143,24 @@ public final class WorldStop implements AutoCloseable {
     }
 
     /**
+     * A stopped thread of process {@code pid} to run system calls in: its main thread while it lives (a thread
+     * blocked in a system call is fine: {@code Injector} restores its registers and the call restarts), else any;
+     * null when none of its threads is held (it ended).
+     */
+    public Tracee traceeOf(int pid) {
+        Tracee main = tracee(pid);
+        if (main != null) {
+            return main;
+        }
+        for (Map.Entry<Integer, Held> e : held.entrySet()) {
+            if (e.getValue().pid == pid) {
+                return e.getValue().tracee;
+            }
+        }
+        return null;
+    }
+
+    /**
      * Sets a stopped thread's instruction pointer: it resumes there (at {@code rip - 2} if it
      * {@link StoppedThread#restarts restarts} a system call).
      */

@@ -61,14 +61,18 @@ final class Attach {
         Path program = program(pid);
         List<Integer> pids = children ? copies(pid, program) : List.of(pid);
         for (int p : pids) {
-            String refusal = PtraceAccess.refusal(p);
+            String refusal = p == pid ? null : PtraceAccess.refusal(p);
             if (refusal != null) {
                 throw new HpvmException(ExitCode.SYSTEM, "cannot attach to process " + p + ": " + refusal);
             }
-            for (SessionDir s : SessionDir.list()) {
-                if (s.isLive() && s.processes().contains(p)) {
-                    throw new HpvmException(ExitCode.REFUSED, "process " + p + " is already under hpvm (session "
-                        + s.dir() + ")");
+        }
+        for (SessionDir s : SessionDir.list()) {
+            if (s.isLive()) {
+                for (int p : s.processes()) {
+                    if (pids.contains(p)) {
+                        throw new HpvmException(ExitCode.REFUSED, "process " + p + " is already under hpvm (session "
+                            + s.dir() + ")");
+                    }
                 }
             }
         }
@@ -101,7 +105,7 @@ final class Attach {
                     world[0] = WorldStop.stop(pids);
                     List<Tracee> tracees = new ArrayList<>();
                     for (int p : pids) {
-                        Tracee t = injector(world[0], p);
+                        Tracee t = world[0].traceeOf(p);
                         if (t == null && p == pid) {
                             throw new HpvmException(ExitCode.SYSTEM, "process " + pid + " ended before hpvm could "
                                 + "stop it");
@@ -156,24 +160,6 @@ final class Attach {
             throw new HpvmException(ExitCode.SYSTEM, "cannot read /proc/" + pid + "/exe: " + e.getMessage()
                 + " (a kernel thread, or a process hpvm may not inspect)");
         }
-    }
-
-    /**
-     * The thread of process {@code pid} the system calls that map the regions run in: its main thread while it lives
-     * (a thread blocked in a system call is fine: its registers are restored afterwards and the call restarts), else
-     * any; null when none of its threads is stopped (it ended).
-     */
-    private static Tracee injector(WorldStop world, int pid) {
-        Tracee main = world.tracee(pid);
-        if (main != null) {
-            return main;
-        }
-        for (WorldStop.StoppedThread t : world.threads()) {
-            if (t.pid() == pid) {
-                return world.tracee(t.tid());
-            }
-        }
-        return null;
     }
 
     /**
@@ -242,7 +228,8 @@ final class Attach {
         if (options.json()) {
             err.println(new Json().put("event", "attached").put("program", program.toString()).put("pid", pid)
                 .put("ready_ms", ms).put("paused_us", pausedMicros).put("threads", threads)
-                .put("processes", processes).put("threads_moved", moved).put("functions", functions).put("call_sites", s.callSites)
+                .put("processes", processes).put("threads_moved", moved).put("functions", functions)
+                .put("call_sites", s.callSites)
                 .put("entries_redirected", s.trampolineOf.size()).put("session", session.dir().toString()));
         } else if (!options.quiet()) {
             err.printf("hpvm: attached to %s (pid %d%s) in %d ms, its %d thread%s stopped for %.2f ms%s: %d functions "

@@ -14,9 +14,7 @@ import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.SessionInfo;
 
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * {@code hpvm detach}: gives a process taken over by {@code hpvm attach} back its own code. Every function goes back
@@ -81,50 +79,47 @@ public final class Detach {
         long hi = info.code() + info.codeSize();
         int codeFd = session.codeFd();
         List<Integer> processes = session.processes(); // before the unmapping, which takes them out of this list
-        Map<Integer, List<ProcFs.Mapping>> maps = new HashMap<>();
-        for (int p : processes) {
-            maps.put(p, ProcFs.maps(p));
-        }
-        WorldStop world = WorldStop.stop(processes);
+        WorldStop world;
         String busy = null;
-        try {
-            for (WorldStop.StoppedThread t : world.threads()) {
-                try (ProcessMemory mem = new ProcessMemory(t.pid(), false)) {
-                    busy = busy != null ? busy : holder(t, mem, maps.getOrDefault(t.pid(), List.of()), lo, hi);
+        try (StackScan.Stacks stacks = new StackScan.Stacks(processes)) { // read while the threads run
+            world = WorldStop.stop(processes);
+            try {
+                for (WorldStop.StoppedThread t : world.threads()) {
+                    busy = busy != null ? busy : holder(t, stacks, lo, hi);
                 }
-            }
-            if (busy == null) {
-                for (int p : processes) {
-                    Tracee main = world.tracee(p);
-                    if (main == null) {
-                        continue; // ended meanwhile
-                    }
-                    try (ProcessMemory mem = new ProcessMemory(p, true);
-                         Injector inj = new Injector(main, mem, ProcFs.auxv(p, ProcFs.AT_ENTRY))) {
-                        long r = inj.syscall(Injector.SYS_MUNMAP, lo, hi - lo);
-                        if (r != 0) {
-                            throw SystemException.of("munmap(" + Elf.hex(lo) + ", " + (hi - lo) + ") in process " + p,
-                                (int) -r);
+                if (busy == null) {
+                    for (int p : processes) {
+                        Tracee thread = world.traceeOf(p);
+                        if (thread == null) {
+                            continue; // ended meanwhile
                         }
-                        if (codeFd >= 0) {
-                            inj.syscall(Injector.SYS_CLOSE, codeFd);
+                        try (ProcessMemory mem = new ProcessMemory(p, true);
+                             Injector inj = new Injector(thread, mem, ProcFs.auxv(p, ProcFs.AT_ENTRY))) {
+                            long r = inj.syscall(Injector.SYS_MUNMAP, lo, hi - lo);
+                            if (r != 0) {
+                                throw SystemException.of("munmap(" + Elf.hex(lo) + ", " + (hi - lo) + ") in process "
+                                    + p, (int) -r);
+                            }
+                            if (codeFd >= 0) {
+                                inj.syscall(Injector.SYS_CLOSE, codeFd);
+                            }
                         }
                     }
                 }
+            } finally {
+                world.close();
             }
-        } finally {
-            world.close();
         }
         return new Result(restored, c, busy == null, busy, world.micros());
     }
 
     /** Why thread {@code t} may still need hpvm's regions [lo, hi), or null. */
-    private static String holder(WorldStop.StoppedThread t, ProcessMemory mem, List<ProcFs.Mapping> maps, long lo,
-                                 long hi) throws SystemException {
+    private static String holder(WorldStop.StoppedThread t, StackScan.Stacks stacks, long lo, long hi)
+        throws SystemException {
         if (t.rip() >= lo && t.rip() < hi) {
             return "thread " + t.tid() + " was running hpvm's code at " + Elf.hex(t.rip());
         }
-        StackScan.Hit h = StackScan.find(mem, maps, t, w -> w >= lo && w < hi);
+        StackScan.Hit h = stacks.find(t, w -> w >= lo && w < hi);
         return h == null ? null : "thread " + t.tid() + " has " + Elf.hex(h.word()) + ", an address in hpvm's code, "
             + "on its stack at " + Elf.hex(h.at()) + " (a call into a version or trampoline that has not returned yet)";
     }

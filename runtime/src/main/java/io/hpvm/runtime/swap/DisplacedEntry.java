@@ -29,7 +29,8 @@ public record DisplacedEntry(String function, long patchAt, byte[] original, lon
 
     /**
      * Moves {@code t} (which {@link #holds}) to the instruction's copy in the trampoline
-     * ({@link Relocator#equivalent}); returns why it could not, or null. Rare, so the decoding is done here, with the world stopped.
+     * ({@link Relocator#equivalent}); returns why it could not, or null. Rare, so the decoding is done here, with the
+     * world stopped.
      */
     public String moveInto(WorldStop world, WorldStop.StoppedThread t) throws SystemException {
         long to;

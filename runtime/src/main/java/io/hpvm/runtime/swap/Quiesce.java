@@ -6,7 +6,6 @@ import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.runtime.linux.ProcessMemory;
-import io.hpvm.runtime.linux.PtraceAccess;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.linux.WorldStop;
 import io.hpvm.runtime.session.FunctionRecord;
@@ -14,12 +13,8 @@ import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.VersionRecord;
 
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * {@code --quiesce}: the slot stores of a swap or rollback happen only at a moment when no thread of the worker is
@@ -112,18 +107,10 @@ final class Quiesce {
             }
             boolean late = System.nanoTime() > deadline;
             List<Blocker> blockers;
-            // What can be had while the threads run is had first: the memory maps (where each stack is) and a
-            // descriptor on each process's memory.
-            Map<Integer, List<ProcFs.Mapping>> maps = new HashMap<>();
-            Map<Integer, ProcessMemory> memory = new HashMap<>();
-            try {
-                for (int pid : processes) {
-                    maps.put(pid, ProcFs.maps(pid));
-                    memory.put(pid, new ProcessMemory(pid, false));
-                }
+            try (StackScan.Stacks stacks = new StackScan.Stacks(processes)) { // read while the threads run
                 WorldStop world = WorldStop.stop(processes);
                 try {
-                    blockers = blockers(world, spans, maps, memory);
+                    blockers = blockers(world, spans, stacks);
                     if (blockers.isEmpty() || late && force) {
                         store.run();
                     }
@@ -131,10 +118,6 @@ final class Quiesce {
                     world.close();
                 }
                 longest = Math.max(longest, world.micros());
-            } finally {
-                for (ProcessMemory mem : memory.values()) {
-                    mem.close();
-                }
             }
             if (blockers.isEmpty()) {
                 return new Outcome(attempt, longest, List.of());
@@ -156,24 +139,20 @@ final class Quiesce {
     }
 
     /** The threads in old code, at most one entry per thread. */
-    private static List<Blocker> blockers(WorldStop world, List<Span> spans, Map<Integer, List<ProcFs.Mapping>> maps,
-                                          Map<Integer, ProcessMemory> memory) throws SystemException {
+    private static List<Blocker> blockers(WorldStop world, List<Span> spans, StackScan.Stacks stacks)
+        throws SystemException {
         List<Blocker> out = new ArrayList<>();
         for (WorldStop.StoppedThread t : world.threads()) {
             Span at = span(spans, t.rip());
             if (at != null) {
-                out.add(new Blocker(t.pid(), t.tid(), name(t), at, t.rip(), false));
+                out.add(new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), at, t.rip(), false));
                 continue;
             }
-            if (!maps.containsKey(t.pid())) { // a process forked since: read now, with the world stopped
-                maps.put(t.pid(), ProcFs.maps(t.pid()));
-                memory.put(t.pid(), new ProcessMemory(t.pid(), false));
-            }
-            ProcessMemory mem = memory.get(t.pid());
-            List<ProcFs.Mapping> m = maps.get(t.pid());
-            StackScan.Hit h = StackScan.find(mem, m, t, w -> span(spans, w) != null && StackScan.afterCall(mem, w));
+            ProcessMemory mem = stacks.memory(t.pid());
+            StackScan.Hit h = stacks.find(t, w -> span(spans, w) != null && StackScan.afterCall(mem, w));
             if (h != null) {
-                out.add(new Blocker(t.pid(), t.tid(), name(t), span(spans, h.word()), h.word(), true));
+                out.add(new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), span(spans, h.word()), h.word(),
+                    true));
             }
         }
         return out;
@@ -188,14 +167,6 @@ final class Quiesce {
             }
         }
         return best;
-    }
-
-    private static String name(WorldStop.StoppedThread t) {
-        try {
-            return Files.readString(Path.of("/proc/" + t.pid() + "/task/" + t.tid() + "/comm")).trim();
-        } catch (java.io.IOException e) {
-            return PtraceAccess.comm(t.pid());
-        }
     }
 
     private static void sleep(long ms) {

@@ -67,10 +67,7 @@ final class Rollback {
                 out.add(one(members.get(i), i == 0 ? to : null));
             }
         });
-        SwapEngine.Result first = out.get(0);
-        out.set(0, new SwapEngine.Result(first.function(), first.fromVersion(), first.toVersion(), first.address(),
-            first.size(), first.micros(), first.reachesEveryCall(), first.preserved(), first.image(), first.timings(),
-            first.unwind(), first.warnings(), first.note() + routed, o.describe()));
+        out.set(0, out.get(0).quiesced(routed, o.describe()));
         return out;
     }
 

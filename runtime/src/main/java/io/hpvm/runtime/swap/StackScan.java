@@ -7,7 +7,9 @@ import io.hpvm.runtime.linux.WorldStop;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.function.LongPredicate;
 
 /**
@@ -27,6 +29,52 @@ final class StackScan {
     }
 
     private StackScan() {
+    }
+
+    /**
+     * Each process's memory maps (where each stack is) and an open {@code /proc/PID/mem}, taken before the world is
+     * stopped, so the stop itself is only the reading; a process forked since is taken when first asked for.
+     */
+    static final class Stacks implements AutoCloseable {
+        private final Map<Integer, List<ProcFs.Mapping>> maps = new HashMap<>();
+        private final Map<Integer, ProcessMemory> memory = new HashMap<>();
+
+        Stacks(List<Integer> pids) throws SystemException {
+            try {
+                for (int pid : pids) {
+                    add(pid);
+                }
+            } catch (SystemException | RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        private void add(int pid) throws SystemException {
+            maps.put(pid, ProcFs.maps(pid));
+            memory.put(pid, new ProcessMemory(pid, false));
+        }
+
+        /** The memory of process {@code pid}, for reading. */
+        ProcessMemory memory(int pid) throws SystemException {
+            if (!memory.containsKey(pid)) {
+                add(pid);
+            }
+            return memory.get(pid);
+        }
+
+        /** The first word of {@code t}'s stack that {@code wanted} accepts, or null ({@link StackScan#find}). */
+        Hit find(WorldStop.StoppedThread t, LongPredicate wanted) throws SystemException {
+            ProcessMemory mem = memory(t.pid());
+            return StackScan.find(mem, maps.get(t.pid()), t, wanted);
+        }
+
+        @Override
+        public void close() {
+            for (ProcessMemory mem : memory.values()) {
+                mem.close();
+            }
+        }
     }
 
     /** The first word of {@code t}'s stack that {@code wanted} accepts, or null. */

@@ -39,6 +39,11 @@ public final class SwapEngine {
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
                          boolean reachesEveryCall, long preserved, LinkedImage image, Timings timings, String unwind,
                          List<String> warnings, String note, String quiesced) {
+        /** This result with {@code more} added to its note and {@code how} as its quiesce report. */
+        Result quiesced(String more, String how) {
+            return new Result(function, fromVersion, toVersion, address, size, micros, reachesEveryCall, preserved,
+                image, timings, unwind, warnings, note + more, how);
+        }
     }
 
     private final SessionDir session;
