@@ -14,7 +14,7 @@ import java.util.regex.Pattern;
 final class AttachBench {
 
     private static final Pattern QUIESCED = Pattern.compile("quiesced after (\\d+) attempts?, longest pause "
-        + "([0-9.]+) ms");
+        + "([0-9.]+) ms \\(stop ([0-9.]+), look ([0-9.]+), resume ([0-9.]+) ms\\); ([^;\"]*)");
     private static final Pattern PAUSED = Pattern.compile("\"paused_us\":(\\d+)");
     private static final Pattern DETACH = Pattern.compile("\"pause_micros\":(\\d+).*\"unmapped\":true.*"
         + "\"unmap_pause_micros\":(\\d+)");
@@ -88,7 +88,11 @@ final class AttachBench {
             code (the row adds the two pauses it reports), and the program is checked to print on again.
             The quiesce row runs bench/native/quiesce.c under `hpvm run` (eight threads calling work() and waiting
             a millisecond between calls) and swaps work() with `--quiesce --json`, alternately to the fixed and the
-            original object; it gives the longest pause of the attempts each swap reports.""");
+            original object, from 3 s after the worker is ready (the supervisor's warm-up is over then: the first
+            swaps of a fresh supervisor run colder code); it gives the longest pause of the attempts each swap
+            reports, and how that pause split
+            into stopping the threads, looking at their stacks (unwinding them through `.eh_frame`) and resuming
+            them.""");
     }
 
     /** `hpvm swap --quiesce` on an 8-thread worker: the longest stop of the world among each swap's attempts. */
@@ -103,11 +107,14 @@ final class AttachBench {
         int rounds = bench.quick ? 5 : 15;
         List<Double> pauses = new ArrayList<>();
         List<Double> attempts = new ArrayList<>();
+        List<List<Double>> phases = List.of(new ArrayList<>(), new ArrayList<>(), new ArrayList<>());
+        List<String> unwound = new ArrayList<>();
         List<String> cmd = new ArrayList<>(BenchMain.onCpu(1));
         cmd.addAll(List.of(bench.hpvm.toString(), "run", exe.toString()));
         try (Child w = new Child(cmd, bench.env, bench.root)) {
             int pid = bench.waitReady(w);
             bench.pinWorker(pid);
+            Thread.sleep(3000); // the supervisor's warm-up after launch (StackWalk.warmUp): steady state is measured
             for (int r = 0; r < rounds; r++) {
                 List<String> swap = new ArrayList<>(BenchMain.onCpu(1));
                 swap.addAll(List.of(bench.hpvm.toString(), "swap", "--quiesce=5", "--json", "--pid",
@@ -116,18 +123,28 @@ final class AttachBench {
                     if (c.waitFor(60_000) != 0) {
                         throw new IllegalStateException("hpvm swap --quiesce failed: " + c.err.all() + c.out.all());
                     }
-                    Matcher m = QUIESCED.matcher(String.join("\n", c.out.all()));
+                    // the reader of its stdout may not have taken its one line yet when it has exited
+                    String line = Child.await(c.out, 0, l -> l.contains("quiesced"), 10_000);
+                    Matcher m = QUIESCED.matcher(line);
                     if (!m.find()) {
                         throw new IllegalStateException("no quiesce report: " + c.out.all());
                     }
                     attempts.add(Double.parseDouble(m.group(1)));
                     pauses.add(Double.parseDouble(m.group(2)));
+                    for (int i = 0; i < 3; i++) {
+                        phases.get(i).add(Double.parseDouble(m.group(3 + i)));
+                    }
+                    if (!m.group(6).startsWith("every stack unwound")) {
+                        unwound.add(m.group(6));
+                    }
                 }
             }
         }
         Stats p = Stats.of(pauses);
         bench.report.row("7. attach", "pause: one --quiesce attempt, 8-thread worker", p.format("%.2f") + " ms",
             "<= 1 ms", p.median() <= 1, "the longest attempt of each swap; attempts per swap "
-            + Stats.of(attempts).format("%.0f"));
+            + Stats.of(attempts).format("%.0f") + "; its stop " + Stats.of(phases.get(0)).format("%.2f") + ", look "
+            + Stats.of(phases.get(1)).format("%.2f") + ", resume " + Stats.of(phases.get(2)).format("%.2f") + " ms; "
+            + (unwound.isEmpty() ? "every stack unwound (.eh_frame)" : "not unwound: " + unwound.get(0)));
     }
 }

@@ -140,17 +140,17 @@ public final class DwarfInlines {
         Map<Long, Abbrev> out = new HashMap<>();
         abbrev.position((int) offset);
         while (true) {
-            long code = uleb(abbrev);
+            long code = Leb.uleb(abbrev);
             if (code == 0) {
                 return out;
             }
-            int tag = (int) uleb(abbrev);
+            int tag = (int) Leb.uleb(abbrev);
             boolean children = abbrev.get() != 0;
             List<long[]> specs = new ArrayList<>();
             while (true) {
-                int attr = (int) uleb(abbrev);
-                int form = (int) uleb(abbrev);
-                long c = form == 0x21 ? sleb(abbrev) : 0;
+                int attr = (int) Leb.uleb(abbrev);
+                int form = (int) Leb.uleb(abbrev);
+                long c = form == 0x21 ? Leb.sleb(abbrev) : 0;
                 if (attr == 0 && form == 0) {
                     break;
                 }
@@ -175,7 +175,7 @@ public final class DwarfInlines {
         strOffsetsBase = offsetSize == 8 ? 16 : 8; // after the .debug_str_offsets header, until the unit says
         while (info.position() < unitEnd) {
             long die = info.position();
-            long code = uleb(info);
+            long code = Leb.uleb(info);
             if (code == 0) {
                 if (!open.isEmpty()) {
                     open.remove(open.size() - 1);
@@ -252,7 +252,7 @@ public final class DwarfInlines {
                     case 0x26 -> Short.toUnsignedLong(info.getShort());
                     case 0x27 -> Byte.toUnsignedLong(info.get()) | Short.toUnsignedLong(info.getShort()) << 8;
                     case 0x28 -> Integer.toUnsignedLong(info.getInt());
-                    default -> uleb(info);
+                    default -> Leb.uleb(info);
                 };
                 long at = strOffsetsBase + index * offsetSize;
                 if (at + offsetSize > strOffsets.limit()) {
@@ -282,7 +282,7 @@ public final class DwarfInlines {
             case 0x12 -> Short.toUnsignedLong(info.getShort());
             case 0x13 -> Integer.toUnsignedLong(info.getInt());
             case 0x14 -> info.getLong();
-            case 0x15 -> uleb(info);
+            case 0x15 -> Leb.uleb(info);
             case 0x10 -> version <= 2 ? (addressSize == 8 ? info.getLong() : Integer.toUnsignedLong(info.getInt()))
                 : offsetSize == 8 ? info.getLong() : Integer.toUnsignedLong(info.getInt());
             default -> {
@@ -307,16 +307,16 @@ public final class DwarfInlines {
                 }
             }
             case 0x09, 0x18 -> {
-                long n = uleb(info);
+                long n = Leb.uleb(info);
                 info.position(info.position() + (int) n);
             }
             case 0x0a -> info.position(p + 1 + Byte.toUnsignedInt(info.get()));
             case 0x0b, 0x0c, 0x11, 0x25, 0x29 -> info.position(p + 1);
-            case 0x0d -> sleb(info);
-            case 0x0f, 0x15, 0x1a, 0x1b, 0x22, 0x23, 0x1f01, 0x1f02 -> uleb(info);
+            case 0x0d -> Leb.sleb(info);
+            case 0x0f, 0x15, 0x1a, 0x1b, 0x22, 0x23, 0x1f01, 0x1f02 -> Leb.uleb(info);
             case 0x0e, 0x17, 0x1d, 0x1f, 0x1f20, 0x1f21 -> info.position(p + offsetSize);
             case 0x10 -> info.position(p + (version <= 2 ? addressSize : offsetSize));
-            case 0x16 -> skip((int) uleb(info), offsetSize, addressSize, version);
+            case 0x16 -> skip((int) Leb.uleb(info), offsetSize, addressSize, version);
             case 0x19, 0x21 -> {
                 // no data in the DIE
             }
@@ -325,33 +325,5 @@ public final class DwarfInlines {
             default -> throw new IllegalStateException("DWARF form 0x" + Integer.toHexString(form) + " at "
                 + ".debug_info+0x" + Integer.toHexString(p));
         }
-    }
-
-    private static long uleb(ByteBuffer b) {
-        long result = 0;
-        int shift = 0;
-        while (true) {
-            int x = Byte.toUnsignedInt(b.get());
-            result |= (long) (x & 0x7f) << shift;
-            if ((x & 0x80) == 0) {
-                return result;
-            }
-            shift += 7;
-        }
-    }
-
-    private static long sleb(ByteBuffer b) {
-        long result = 0;
-        int shift = 0;
-        int x;
-        do {
-            x = Byte.toUnsignedInt(b.get());
-            result |= (long) (x & 0x7f) << shift;
-            shift += 7;
-        } while ((x & 0x80) != 0);
-        if (shift < 64 && (x & 0x40) != 0) {
-            result |= -1L << shift;
-        }
-        return result;
     }
 }

@@ -47,6 +47,10 @@ class QuiesceTest {
         }
         """;
 
+    /** The report of a quiesced store that unwound every stack. */
+    static final String QUIESCED = "quiesced after \\d+ attempts?, longest pause [0-9.]+ ms \\(stop [0-9.]+, look "
+        + "[0-9.]+, resume [0-9.]+ ms\\); every stack unwound through its call frame information";
+
     @TempDir
     Path dir;
 
@@ -73,13 +77,11 @@ class QuiesceTest {
         try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
             w.awaitLine(0, l -> l.matches("\\d+ \\d+"), SwapTest.WAIT);
             Hpvm.Result r = SwapTest.ok(Hpvm.cmd(sessions(), "swap", "--quiesce=5", "slow", fix.toString()));
-            assertTrue(r.out().matches("(?s)swapped slow: v0 -> v1 .*; quiesced after \\d+ attempts?, longest pause "
-                + "[0-9.]+ ms\n"), r.out());
+            assertTrue(r.out().matches("(?s)swapped slow: v0 -> v1 .*; " + QUIESCED + "\n"), r.out());
             // The sleeper is inside slow() 150 ms of every 180: the first attempt rarely finds the gap.
             awaitFactor(w, 3);
             Hpvm.Result b = SwapTest.ok(Hpvm.cmd(sessions(), "rollback", "--quiesce=5", "slow"));
-            assertTrue(b.out().matches("(?s)rolled back slow: v1 -> v0 .*; quiesced after \\d+ attempts?, longest "
-                + "pause [0-9.]+ ms\n"), b.out());
+            assertTrue(b.out().matches("(?s)rolled back slow: v1 -> v0 .*; " + QUIESCED + "\n"), b.out());
             awaitFactor(w, 2);
         }
     }
@@ -104,8 +106,8 @@ class QuiesceTest {
 
             Hpvm.Result f = SwapTest.ok(Hpvm.cmd(sessions(), "swap", "--quiesce=0.5", "--force", "loop",
                 fix.toString()));
-            assertTrue(f.out().matches("(?s)swapped loop: v0 -> v1 .*; quiesced after \\d+ attempts?, longest pause "
-                + "[0-9.]+ ms; forced past thread \\d+ \\(looper\\) .*loop v0.*"), f.out());
+            assertTrue(f.out().matches("(?s)swapped loop: v0 -> v1 .*; " + QUIESCED + "; forced past thread \\d+ "
+                + "\\(looper\\) .*loop v0.*"), f.out());
         }
     }
 
@@ -127,6 +129,85 @@ class QuiesceTest {
             // consistent (0 and swapped, or 6 and nothing changed).
             assertTrue(none.code() == 0 && none.out().contains("quiesced after 1 attempt,")
                 || none.code() == 6 && none.err().contains("slow v1"), none.toString());
+        }
+    }
+
+    /**
+     * A stale return address into slow(), left on the stack by an earlier call and lying in a buffer idle() never
+     * writes, is not a frame: a scan of the stack would wait for it forever, the walk through call frame information
+     * does not see it.
+     */
+    @Test
+    void aStaleReturnAddressOnTheStackIsNoFrame() throws Exception {
+        Path exe = Gcc.executable(dir, "stale", """
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <unistd.h>
+            __attribute__((noinline)) long slow(long x) { usleep(1000); return x * 2; }
+            __attribute__((noinline)) void idle(void) {
+                char buf[16384];
+                __asm__ volatile("" :: "r"(buf) : "memory");
+                for (;;) pause();
+            }
+            volatile long result;
+            static void *idler(void *arg) { (void) arg; result = slow(21); idle(); return NULL; }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                pthread_t a;
+                pthread_create(&a, NULL, idler, NULL);
+                pthread_setname_np(a, "idler");
+                for (;;) { printf("%ld\\n", result); usleep(50000); }
+            }
+            """, "-O2", "-pthread");
+        Path fix = Gcc.object(dir, "fix", "#include <unistd.h>\nlong slow(long x) { usleep(1000); return x * 3; }\n",
+            "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            w.awaitLine(0, "42"::equals, SwapTest.WAIT); // slow() returned; idle() holds its stale return address
+            Hpvm.Result r = SwapTest.ok(Hpvm.cmd(sessions(), "swap", "--quiesce=0", "slow", fix.toString()));
+            assertTrue(r.out().matches("(?s)swapped slow: v0 -> v1 .*; "
+                + QUIESCED.replace("\\d+ attempts?", "1 attempt") + "\n"), r.out());
+        }
+    }
+
+    /**
+     * The walk goes on through a version's own call frame information: a thread sleeping in inner(), called from
+     * outer() v1, called from top() v0, is found in top() by unwinding, not by a scan.
+     */
+    @Test
+    void framesAreUnwoundThroughAPatchedVersion() throws Exception {
+        String common = """
+            #include <unistd.h>
+            volatile long calls;
+            __attribute__((noinline)) void inner(void) { usleep(200000); }
+            """;
+        Path exe = Gcc.executable(dir, "nested", common + """
+            #include <pthread.h>
+            #include <stdio.h>
+            __attribute__((noinline)) void outer(void) { inner(); calls++; }
+            __attribute__((noinline)) void top(void) { for (;;) outer(); }
+            static void *run(void *arg) { (void) arg; top(); return NULL; }
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                pthread_t a;
+                pthread_create(&a, NULL, run, NULL);
+                pthread_setname_np(a, "nested");
+                for (;;) { printf("calls %ld\\n", calls); usleep(50000); }
+            }
+            """, "-O2", "-pthread");
+        Path outer = Gcc.object(dir, "outer", """
+            extern volatile long calls;
+            void inner(void);
+            void outer(void) { inner(); calls += 2; }
+            """, "-O2");
+        Path top = Gcc.object(dir, "top", "void outer(void);\nvoid top(void) { for (;;) outer(); }\n", "-O2");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            w.awaitLine(0, l -> l.startsWith("calls "), SwapTest.WAIT);
+            SwapTest.ok(Hpvm.cmd(sessions(), "swap", "outer", outer.toString()));
+            Thread.sleep(500); // the thread now sleeps in inner() under outer() v1
+            Hpvm.Result r = Hpvm.cmd(sessions(), "swap", "--quiesce=0.3", "top", top.toString());
+            assertEquals(6, r.code(), r.toString());
+            assertTrue(r.err().matches("(?s).*thread \\d+ \\(nested\\) of pid " + w.pid() + " has a frame in top v0 "
+                + "\\(return address 0x[0-9a-f]+\\)\\. A function .*"), r.err());
         }
     }
 }

@@ -10,8 +10,9 @@ final class QuiesceOptions {
 
     @Option(names = "--quiesce", paramLabel = "SECONDS", arity = "0..1", preprocessor = AttachedValueOnly.class,
         description = "Store the slots only at a moment when no thread is inside the code being replaced (of any "
-            + "function of the patch set): stop the threads, look at each one's instruction pointer and the return "
-            + "addresses on its stack, and if one is there resume and try again (waits doubling up to 100 ms) for at "
+            + "function of the patch set): stop the threads, unwind each one's stack through the call frame "
+            + "information (.eh_frame) of the program, its libraries and the patches, and if a frame is there "
+            + "resume and try again (waits doubling up to 100 ms) for at "
             + "most SECONDS (--quiesce=SECONDS; default 5); then give up, changing nothing (exit 6), naming each "
             + "thread and frame. A function that never returns never quiesces.")
     Double quiesce;

@@ -139,12 +139,14 @@ public final class ProcFs {
     /** The thread ids of process {@code pid} ({@code /proc/PID/task}), in order; empty once it has ended. */
     public static List<Integer> threads(int pid) {
         List<Integer> out = new ArrayList<>();
-        try (var tasks = Files.list(Path.of("/proc/" + pid + "/task"))) {
-            for (Path task : tasks.toList()) {
-                out.add(Integer.parseInt(task.getFileName().toString()));
+        // File.list, one native call: the stream API took 0.1-0.8 ms here, inside every stop of the world
+        String[] tasks = new java.io.File("/proc/" + pid + "/task").list();
+        try {
+            for (String task : tasks == null ? new String[0] : tasks) { // null: the process ended
+                out.add(Integer.parseInt(task));
             }
-        } catch (IOException | NumberFormatException e) {
-            // the process ended
+        } catch (NumberFormatException e) {
+            // not a thread: cannot happen in /proc
         }
         out.sort(null);
         return out;

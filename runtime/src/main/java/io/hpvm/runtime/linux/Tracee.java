@@ -3,7 +3,6 @@ package io.hpvm.runtime.linux;
 import com.sun.jna.LastErrorException;
 import com.sun.jna.Memory;
 import com.sun.jna.Pointer;
-import com.sun.jna.ptr.IntByReference;
 
 /**
  * A process under {@code PTRACE_SEIZE}. Every method must be called from the thread that seized it (a kernel
@@ -16,7 +15,6 @@ public final class Tracee {
         RAX = 10, RCX = 11, RDX = 12, RSI = 13, RDI = 14, ORIG_RAX = 15, RIP = 16, CS = 17, EFLAGS = 18, RSP = 19;
     private static final int REGS_SIZE = 27 * 8;
 
-    private static final LibC C = LibC.INSTANCE;
 
     private final int pid;
     private final Memory regsBuf = new Memory(REGS_SIZE);
@@ -32,7 +30,7 @@ public final class Tracee {
     /** Seizes a process; the tracee is killed if this process dies before detaching. */
     public static Tracee seize(int pid) throws SystemException {
         try {
-            C.ptrace(LibC.PTRACE_SEIZE, pid, 0, LibC.PTRACE_O_TRACEEXEC | LibC.PTRACE_O_EXITKILL);
+            LibCDirect.ptrace(LibC.PTRACE_SEIZE, pid, 0, LibC.PTRACE_O_TRACEEXEC | LibC.PTRACE_O_EXITKILL);
         } catch (LastErrorException e) {
             throw new SystemException("ptrace(PTRACE_SEIZE, " + pid + "): " + e.getMessage()
                 + (e.getErrorCode() == 1 ? " (ptrace is forbidden here: check kernel.yama.ptrace_scope, seccomp, or "
@@ -47,7 +45,7 @@ public final class Tracee {
      */
     public static Tracee seizeThread(int tid) throws SystemException {
         try {
-            C.ptrace(LibC.PTRACE_SEIZE, tid, 0, 0);
+            LibCDirect.ptrace(LibC.PTRACE_SEIZE, tid, 0, 0);
         } catch (LastErrorException e) {
             throw new SystemException("ptrace(PTRACE_SEIZE, thread " + tid + "): " + e.getMessage(), e);
         }
@@ -71,10 +69,10 @@ public final class Tracee {
 
     /** The next stop or exit, or null when there is none yet. */
     public WaitStatus pollStop() throws SystemException {
-        IntByReference status = new IntByReference();
+        int[] status = new int[1];
         try {
-            int got = C.waitpid(pid, status, LibC.__WALL | LibC.WNOHANG);
-            return got == 0 ? null : new WaitStatus(status.getValue());
+            int got = LibCDirect.waitpid(pid, status, LibC.__WALL | LibC.WNOHANG);
+            return got == 0 ? null : new WaitStatus(status[0]);
         } catch (LastErrorException e) {
             if (e.getErrorCode() == 4) {
                 return null;
@@ -85,11 +83,11 @@ public final class Tracee {
 
     /** Waits for the next stop or exit of the tracee. */
     public WaitStatus waitStop() throws SystemException {
-        IntByReference status = new IntByReference();
+        int[] status = new int[1];
         while (true) {
             try {
-                C.waitpid(pid, status, LibC.__WALL);
-                return new WaitStatus(status.getValue());
+                LibCDirect.waitpid(pid, status, LibC.__WALL);
+                return new WaitStatus(status[0]);
             } catch (LastErrorException e) {
                 if (e.getErrorCode() != 4) { // EINTR
                     throw SystemException.of("waitpid(" + pid + ")", e.getErrorCode());
@@ -146,7 +144,7 @@ public final class Tracee {
 
     private void call(String name, int request, long addr, long data) throws SystemException {
         try {
-            C.ptrace(request, pid, addr, data);
+            LibCDirect.ptrace(request, pid, addr, data);
         } catch (LastErrorException e) {
             throw SystemException.of("ptrace(" + name + ", " + pid + ")", e.getErrorCode());
         }

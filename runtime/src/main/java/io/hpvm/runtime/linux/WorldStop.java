@@ -55,6 +55,9 @@ public final class WorldStop implements AutoCloseable {
     private final Map<Integer, Held> held = new LinkedHashMap<>();
     /** When the first thread was asked to stop (before that, the world runs), and when the last was resumed. */
     private long stoppedAt;
+    /** When every thread was seen stopped, and when resuming them began. */
+    private long allStoppedAt;
+    private long resumingAt;
     private long resumedAt;
     private boolean resumed;
 
@@ -90,6 +93,7 @@ public final class WorldStop implements AutoCloseable {
                     }
                 }
                 if (fresh.isEmpty()) {
+                    w.allStoppedAt = System.nanoTime();
                     return w;
                 }
                 for (Held h : fresh) {
@@ -131,6 +135,15 @@ public final class WorldStop implements AutoCloseable {
         held.forEach((tid, h) -> out.add(new StoppedThread(h.pid, tid, h.regs[Tracee.RIP], restarting(h.regs),
             h.regs[Tracee.RSP])));
         return out;
+    }
+
+    /** The registers of stopped thread {@code tid} ({@code struct user_regs_struct}, {@link Tracee#RIP} etc.). */
+    public long[] registers(int tid) {
+        Held h = held.get(tid);
+        if (h == null) {
+            throw new IllegalArgumentException("thread " + tid + " is not stopped here");
+        }
+        return h.regs.clone();
     }
 
     /**
@@ -183,6 +196,16 @@ public final class WorldStop implements AutoCloseable {
         return stoppedAt == 0 ? 0 : ((resumed ? resumedAt : System.nanoTime()) - stoppedAt) / 1000;
     }
 
+    /**
+     * Where the pause went, once {@link #close closed}: stopping the threads (from the first request to the last
+     * thread seen stopped), the caller's work with them stopped, and resuming them; e.g. "stop 0.31, work 0.12,
+     * resume 0.08 ms".
+     */
+    public String phases(String work) {
+        return String.format("stop %.2f, %s %.2f, resume %.2f ms", (allStoppedAt - stoppedAt) / 1e6, work,
+            (resumingAt - allStoppedAt) / 1e6, (resumedAt - resumingAt) / 1e6);
+    }
+
     /** Resumes every thread (each with its pending signal). */
     @Override
     public void close() {
@@ -190,6 +213,7 @@ public final class WorldStop implements AutoCloseable {
             return;
         }
         resumed = true;
+        resumingAt = System.nanoTime();
         for (Held h : held.values()) {
             try {
                 h.tracee.detach(h.signal);

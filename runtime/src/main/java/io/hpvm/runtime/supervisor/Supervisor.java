@@ -260,6 +260,7 @@ public final class Supervisor {
                 for (String c : SWAP_PATH) {
                     Class.forName(c, false, Supervisor.class.getClassLoader());
                 }
+                io.hpvm.runtime.swap.StackWalk.warmUp(session.pid());
                 // Launch garbage (the program's ELF image, its text, the call-site tables) is dead now: a full
                 // collection lets the heap shrink to what the session keeps (bin/hpvm bounds the free ratio), so
                 // the supervisor idles at its live size rather than at launch's high-water mark.

@@ -19,12 +19,14 @@ import java.util.List;
 /**
  * {@code --quiesce}: the slot stores of a swap or rollback happen only at a moment when no thread of the worker is
  * inside the code they replace, for a fix that changes a function's invariants with its callers. Each attempt stops
- * every thread ({@link WorldStop}) and looks at each: its instruction pointer, and the return addresses on its stack
- * ({@link StackScan}: words in the old code that follow a call instruction). When none is in the old code of any
- * function being changed, the stores are made while the world is still stopped; otherwise the world resumes and the
- * attempt is repeated after a pause that doubles up to 100 ms, until the timeout. The old code of a function is
- * what its current version occupies: version 0's body and its trampoline, or the whole image a later version came
- * in (with its patch set's other members and its thunks).
+ * every thread ({@link WorldStop}) and looks at each: its instruction pointer, and the return address of each of its
+ * frames, found by unwinding its stack through call frame information ({@link StackWalk}); where that walk cannot go
+ * on, the rest of the stack is scanned for words in the old code that follow a call instruction ({@link StackScan}:
+ * cautious, as a stale word there also counts). When no thread is in the old code of any function being changed,
+ * the stores are made while the world is still stopped; otherwise the world resumes and the attempt is repeated
+ * after a pause that doubles up to 100 ms, until the timeout. The old code of a function is what its current version
+ * occupies: version 0's body and its trampoline, or the whole image a later version came in (with its patch set's
+ * other members and its thunks).
  */
 final class Quiesce {
 
@@ -38,12 +40,16 @@ final class Quiesce {
         }
     }
 
-    /** A thread found in old code: executing it, or with a return address into it on its stack. */
-    record Blocker(int pid, int tid, String name, Span span, long address, boolean onStack) {
+    /**
+     * A thread found in old code: executing it, or with a return address into it on its stack.
+     *
+     * @param scanned why its stack was scanned rather than unwound where the address was found ("" when unwound)
+     */
+    record Blocker(int pid, int tid, String name, Span span, long address, boolean onStack, String scanned) {
         String describe() {
             return "thread " + tid + " (" + name + ") of pid " + pid + (onStack ? " has a frame in " : " is executing ")
                 + span.function() + " v" + span.version() + " (" + (onStack ? "return address " : "at ")
-                + Elf.hex(address) + ")";
+                + Elf.hex(address) + (scanned.isEmpty() ? "" : ", found by scanning its stack: " + scanned) + ")";
         }
     }
 
@@ -52,14 +58,21 @@ final class Quiesce {
      *
      * @param attempts        stops of the world
      * @param longestPause    the longest of them, microseconds
+     * @param phases          where that one went ({@link WorldStop#phases})
      * @param forcedPast      with {@code --force}, after the timeout: the threads the stores were made in spite of
+     * @param stacks          how the last attempt looked at the stacks: all unwound, or which were partly scanned
      */
-    record Outcome(int attempts, long longestPause, List<Blocker> forcedPast) {
+    record Outcome(int attempts, long longestPause, String phases, List<Blocker> forcedPast, String stacks) {
         String describe() {
             return "quiesced after " + attempts + " attempt" + (attempts == 1 ? "" : "s") + ", longest pause "
-                + String.format("%.2f ms", longestPause / 1000.0) + (forcedPast.isEmpty() ? ""
-                : "; forced past " + String.join(", ", forcedPast.stream().map(Blocker::describe).toList()));
+                + String.format("%.2f ms", longestPause / 1000.0) + " (" + phases + "); " + stacks
+                + (forcedPast.isEmpty() ? "" : "; forced past "
+                + String.join(", ", forcedPast.stream().map(Blocker::describe).toList()));
         }
+    }
+
+    /** What one attempt found. */
+    private record Look(List<Blocker> blockers, String stacks) {
     }
 
     /** The stores, made with the world stopped. */
@@ -72,7 +85,7 @@ final class Quiesce {
     }
 
     /** What the current versions of {@code functions} occupy. */
-    static List<Span> spans(Registry reg, List<FunctionRecord> functions) {
+    private static List<Span> spans(Registry reg, List<FunctionRecord> functions) {
         List<Span> out = new ArrayList<>();
         for (FunctionRecord fn : functions) {
             if (fn.current() == 0) {
@@ -92,13 +105,16 @@ final class Quiesce {
     }
 
     /**
-     * Makes {@code store} run with no thread of the session in {@code spans}, trying until {@code timeoutMillis};
-     * then, with {@code force}, anyway; without, refuses (exit 6) naming every thread still there.
+     * Makes {@code store} run with no thread of the session in the current code of {@code functions}, trying until
+     * {@code timeoutMillis}; then, with {@code force}, anyway; without, refuses (exit 6) naming every thread still
+     * there.
      */
-    static Outcome run(SessionDir session, List<Span> spans, long timeoutMillis, boolean force, Store store)
-        throws HpvmException {
+    static Outcome run(SessionDir session, Registry reg, List<FunctionRecord> functions, long timeoutMillis,
+                       boolean force, Store store) throws HpvmException {
+        List<Span> spans = spans(reg, functions);
         long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
         long longest = 0;
+        String phases = "";
         for (int attempt = 1; ; attempt++) {
             List<Integer> processes = session.processes();
             if (processes.isEmpty()) {
@@ -107,24 +123,31 @@ final class Quiesce {
             }
             boolean late = System.nanoTime() > deadline;
             List<Blocker> blockers;
+            Look look;
             try (StackScan.Stacks stacks = new StackScan.Stacks(processes)) { // read while the threads run
+                StackWalk walker = StackWalk.prepare(stacks, processes, reg);
+                walker.rehearse(processes);
                 WorldStop world = WorldStop.stop(processes);
                 try {
-                    blockers = blockers(world, spans, stacks);
+                    look = look(world, spans, stacks, walker);
+                    blockers = look.blockers();
                     if (blockers.isEmpty() || late && force) {
                         store.run();
                     }
                 } finally {
                     world.close();
                 }
-                longest = Math.max(longest, world.micros());
+                if (world.micros() >= longest) {
+                    longest = world.micros();
+                    phases = world.phases("look");
+                }
             }
             if (blockers.isEmpty()) {
-                return new Outcome(attempt, longest, List.of());
+                return new Outcome(attempt, longest, phases, List.of(), look.stacks());
             }
             if (late) {
                 if (force) {
-                    return new Outcome(attempt, longest, blockers);
+                    return new Outcome(attempt, longest, phases, blockers, look.stacks());
                 }
                 throw new HpvmException(ExitCode.REFUSED, "nothing was changed: after " + timeoutMillis / 1000.0
                     + " s (" + attempt + " attempt" + (attempt == 1 ? "" : "s") + ", longest pause "
@@ -138,24 +161,48 @@ final class Quiesce {
         }
     }
 
-    /** The threads in old code, at most one entry per thread. */
-    private static List<Blocker> blockers(WorldStop world, List<Span> spans, StackScan.Stacks stacks)
+    /** The threads in old code, at most one entry per thread, and how their stacks were looked at. */
+    private static Look look(WorldStop world, List<Span> spans, StackScan.Stacks stacks, StackWalk walker)
         throws SystemException {
         List<Blocker> out = new ArrayList<>();
-        for (WorldStop.StoppedThread t : world.threads()) {
+        List<WorldStop.StoppedThread> threads = world.threads();
+        int scanned = 0;
+        String firstReason = "";
+        for (WorldStop.StoppedThread t : threads) {
             Span at = span(spans, t.rip());
             if (at != null) {
-                out.add(new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), at, t.rip(), false));
+                out.add(new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), at, t.rip(), false, ""));
                 continue;
             }
-            ProcessMemory mem = stacks.memory(t.pid());
-            StackScan.Hit h = stacks.find(t, w -> span(spans, w) != null && StackScan.afterCall(mem, w));
-            if (h != null) {
-                out.add(new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), span(spans, h.word()), h.word(),
-                    true));
+            StackWalk.Walk walk = walker.walk(world, t);
+            Blocker found = null;
+            for (long pc : walk.pcs().subList(1, walk.pcs().size())) {
+                Span s = span(spans, pc);
+                if (s != null) {
+                    found = new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), s, pc, true, "");
+                    break;
+                }
+            }
+            if (found == null && !walk.complete()) {
+                scanned++;
+                firstReason = firstReason.isEmpty() ? "thread " + t.tid() + ": " + walk.stoppedBecause() : firstReason;
+                ProcessMemory mem = stacks.memory(t.pid());
+                StackScan.Hit h = stacks.find(t.pid(), walk.restSp(),
+                    w -> span(spans, w) != null && StackScan.afterCall(mem, w));
+                if (h != null) {
+                    found = new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), span(spans, h.word()),
+                        h.word(), true, "the walk from its registers stopped at stack pointer "
+                        + Elf.hex(walk.restSp()) + ": " + walk.stoppedBecause());
+                }
+            }
+            if (found != null) {
+                out.add(found);
             }
         }
-        return out;
+        String how = scanned == 0 ? "every stack unwound through its call frame information"
+            : scanned + " of " + threads.size() + " stacks partly scanned for return addresses instead of unwound ("
+            + firstReason + ")";
+        return new Look(out, how);
     }
 
     private static Span span(List<Span> spans, long address) {

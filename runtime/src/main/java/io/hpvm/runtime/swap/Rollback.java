@@ -62,7 +62,7 @@ final class Rollback {
         String routed = compacted.isEmpty() ? "" : "; first " + Compaction.describe(new Compaction(session, reg)
             .apply(compacted, false), false);
         members.replaceAll(m -> reg.function(m.name()));
-        Quiesce.Outcome o = Quiesce.run(session, Quiesce.spans(reg, members), quiesceMillis, force, () -> {
+        Quiesce.Outcome o = Quiesce.run(session, reg, members, quiesceMillis, force, () -> {
             for (int i = 0; i < members.size(); i++) {
                 out.add(one(members.get(i), i == 0 ? to : null));
             }

@@ -16,8 +16,9 @@ import java.util.function.LongPredicate;
  * A conservative look at a stopped thread's stack: the 8-byte words from its stack pointer up (the live frames;
  * below it is dead), at most {@link #LIMIT} bytes, within the mapping that holds the stack pointer. Return addresses
  * are among them, and so are other values; callers that want return addresses check what precedes the word
- * ({@link #afterCall}). A precise walk would follow the .eh_frame of every module; this one may see a stale word,
- * which only makes its callers cautious (wait longer, keep a region mapped).
+ * ({@link #afterCall}). It may see a stale word, which only makes its callers cautious (wait longer, keep a region
+ * mapped): {@code --quiesce} walks the frames precisely ({@link StackWalk}) and scans only what that walk cannot
+ * unwind; {@code detach} scans, as deciding whether to unmap is better cautious.
  */
 final class StackScan {
 
@@ -55,6 +56,12 @@ final class StackScan {
             memory.put(pid, new ProcessMemory(pid, false));
         }
 
+        /** The memory maps of process {@code pid}, as read before the stop. */
+        List<ProcFs.Mapping> maps(int pid) throws SystemException {
+            memory(pid);
+            return maps.get(pid);
+        }
+
         /** The memory of process {@code pid}, for reading. */
         ProcessMemory memory(int pid) throws SystemException {
             if (!memory.containsKey(pid)) {
@@ -65,8 +72,13 @@ final class StackScan {
 
         /** The first word of {@code t}'s stack that {@code wanted} accepts, or null ({@link StackScan#find}). */
         Hit find(WorldStop.StoppedThread t, LongPredicate wanted) throws SystemException {
-            ProcessMemory mem = memory(t.pid());
-            return StackScan.find(mem, maps.get(t.pid()), t, wanted);
+            return find(t.pid(), t.sp(), wanted);
+        }
+
+        /** The first word at or above {@code sp} of process {@code pid}'s stack that {@code wanted} accepts. */
+        Hit find(int pid, long sp, LongPredicate wanted) throws SystemException {
+            ProcessMemory mem = memory(pid);
+            return StackScan.find(mem, maps.get(pid), sp, wanted);
         }
 
         @Override
@@ -77,10 +89,10 @@ final class StackScan {
         }
     }
 
-    /** The first word of {@code t}'s stack that {@code wanted} accepts, or null. */
-    static Hit find(ProcessMemory mem, List<ProcFs.Mapping> maps, WorldStop.StoppedThread t, LongPredicate wanted)
+    /** The first word of the stack at or above {@code stackPointer} that {@code wanted} accepts, or null. */
+    static Hit find(ProcessMemory mem, List<ProcFs.Mapping> maps, long stackPointer, LongPredicate wanted)
         throws SystemException {
-        long sp = t.sp() & ~7L;
+        long sp = stackPointer & ~7L;
         for (ProcFs.Mapping m : maps) {
             if (sp >= m.start() && sp < m.end()) {
                 int length = (int) Math.min(LIMIT, m.end() - sp);

@@ -226,7 +226,7 @@ final class SwapPasses {
     static void store(SwapContext c) throws HpvmException {
         try (SlotTable slots = SlotTable.open(c.session.slots())) { // opened before any stop of the world
             if (c.quiesceMillis >= 0) {
-                c.quiesced = Quiesce.run(c.session, Quiesce.spans(c.registry, c.functions), c.quiesceMillis, c.force,
+                c.quiesced = Quiesce.run(c.session, c.registry, c.functions, c.quiesceMillis, c.force,
                     () -> storeSlots(c, slots)).describe();
             } else {
                 storeSlots(c, slots);
@@ -246,13 +246,18 @@ final class SwapPasses {
     static void record(SwapContext c) {
         int n = c.functions.size();
         String set = n > 1 ? String.join(",", c.functions.stream().map(FunctionRecord::name).toList()) : "";
+        List<Long> unwind = new ArrayList<>();
+        if (c.image.unwindInfo() != 0) {
+            unwind.add(c.image.unwindInfo());
+        }
+        unwind.addAll(c.thunkUnwindTables);
         c.versions = new int[n];
         for (int i = 0; i < n; i++) {
             FunctionRecord fn = c.functions.get(i);
             int version = fn.versions();
             c.versions[i] = version;
             c.registry.putVersion(fn.name(), new VersionRecord(version, c.targets[i], i == 0 ? c.end - c.base : 0,
-                c.objectName(), System.currentTimeMillis(), c.preserved[i], set, c.base, c.end));
+                c.objectName(), System.currentTimeMillis(), c.preserved[i], set, c.base, c.end, unwind));
             c.registry.putFunction(fn.withInstalled(version, version + 1));
         }
     }
