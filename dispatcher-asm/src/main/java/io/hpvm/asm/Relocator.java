@@ -247,6 +247,13 @@ public final class Relocator {
         if (op == 0xe8 && b.length == p + 5 || indirectCall) {
             return moveCall(i, b, p, op == 0xe8, at, out);
         }
+        // jmp through a register or memory (a tail call through a function pointer, redis's "jmp [rdi + 0x78]"):
+        // it goes to the same place from anywhere, a RIP-relative operand aside, which copyAt adjusts
+        boolean indirectJmp = op == 0xff && p + 1 < b.length && ((b[p + 1] >> 3) & 7) == 4
+            || (op & 0xf0) == 0x40 && p + 2 < b.length && (b[p + 1] & 0xff) == 0xff && ((b[p + 2] >> 3) & 7) == 4;
+        if (indirectJmp) {
+            return copyAt(i, b, at, out);
+        }
         if (rel8Jcc || rel8Jmp || rel32) {
             long target = i.end() + (rel8Jcc || rel8Jmp ? b[b.length - 1]
                 : ByteBuffer.wrap(b, b.length - 4, 4).order(ByteOrder.LITTLE_ENDIAN).getInt());
@@ -267,7 +274,9 @@ public final class Relocator {
         if (i.mnemonic.startsWith("xbegin") || i.mnemonic.startsWith("j")
             || i.mnemonic.contains("call") && !i.mnemonic.equals("syscall")) {
             return "'" + i.mnemonic + " " + i.operands + "' at 0x" + Long.toHexString(i.address)
-                + " is a relative branch hpvm cannot move";
+                + " is a branch hpvm cannot move (" + (i.mnemonic.startsWith("xbegin") ? "a transaction's start"
+                : i.mnemonic.startsWith("lj") || i.mnemonic.startsWith("lc") ? "a far branch" : "not re-encodable")
+                + ")";
         }
         return copyAt(i, b, at, out);
     }

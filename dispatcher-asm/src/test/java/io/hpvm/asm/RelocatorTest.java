@@ -86,6 +86,24 @@ class RelocatorTest {
         assertArrayEquals(Arrays.copyOfRange(code, 4, 11), Arrays.copyOf(p.trampoline(), 7));
     }
 
+    /**
+     * A function that is one tail call through a function pointer, as redis has them, followed by alignment
+     * padding: it moves whole, the jump copied (a RIP-relative operand adjusted), where it was refused as "a relative
+     * branch".
+     */
+    @Test
+    void aDisplacedIndirectJumpIsCopied() {
+        Relocator.Plan p = Relocator.plan(decoder, b(0xff, 0x67, 0x78), ENTRY, TRAMP, a -> false, 13);
+        assertTrue(p.isValid(), p.refusal()); // jmp qword ptr [rdi + 0x78]
+        assertArrayEquals(b(0xff, 0x67, 0x78), Arrays.copyOf(p.trampoline(), 3));
+        Relocator.Plan r = Relocator.plan(decoder, b(0x41, 0xff, 0xe3), ENTRY, TRAMP, a -> false, 13); // jmp r11
+        assertTrue(r.isValid(), r.refusal());
+        assertArrayEquals(b(0x41, 0xff, 0xe3), Arrays.copyOf(r.trampoline(), 3));
+        Relocator.Plan q = plan(b(0xff, 0x25, 0x00, 0x10, 0x00, 0x00)); // jmp qword ptr [rip + 0x1000]: 6 bytes
+        assertTrue(q.isValid(), q.refusal());
+        assertEquals(ENTRY + 6 + 0x1000, TRAMP + 6 + rel32(q.trampoline(), 2), "the same pointer is read");
+    }
+
     @Test
     void ripRelativeOperandKeepsItsTarget() {
         byte[] code = b(

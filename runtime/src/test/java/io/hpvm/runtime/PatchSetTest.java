@@ -145,4 +145,76 @@ class PatchSetTest {
             }
         }
     }
+
+    /** Functions that report their file and line when a check fails, as assert() and redis's serverAssert do. */
+    static final String CHECKED = """
+        #include <assert.h>
+        #include <stdio.h>
+        #define CHECK(c) do { if (!(c)) fprintf(stderr, "%s:%d: %s\\n", __FILE__, __LINE__, #c); } while (0)
+        __attribute__((noinline)) long first(long x) {
+            assert(x >= 0);
+            return x + 1;
+        }
+        __attribute__((noinline)) long second(long x) {
+            assert(x < 1000000000);
+            CHECK(x != -7);
+            return x * 2;
+        }
+        __attribute__((noinline)) long third(long x) {
+            CHECK(x != -8);
+            assert(x != -1);
+            return x * 3;
+        }
+        """;
+
+    /**
+     * A line inserted in the first of three functions that use {@code __LINE__} (through assert() and a macro of
+     * their own) moves the line numbers of the two below it: they still compile to the same code against the
+     * original's numbering, so exactly one function is found changed and swapped, from a file compiled with -g
+     * too; and the objects are kept in the session's directory, not in /tmp.
+     */
+    @Test
+    void aOneLineEditAboveAssertsChangesOneFunction() throws java.io.IOException {
+        Path src = dir.resolve("calc_src");
+        Gcc.write(src, "calc.c", CHECKED);
+        Path exe = Gcc.executable(dir, "checked", """
+            #include <stdio.h>
+            #include <unistd.h>
+            long first(long); long second(long); long third(long);
+            int main(void) {
+                setvbuf(stdout, NULL, _IOLBF, 0);
+                for (long i = 0; ; i++) {
+                    printf("%ld %ld %ld %ld\\n", i, first(i), second(i), third(i));
+                    usleep(20000);
+                }
+            }
+            """, "-O2", "-g", src.resolve("calc.c").toString());
+        java.nio.file.Files.copy(src.resolve("calc.c"), src.resolve("calc.c.orig"));
+        Gcc.write(src, "calc.c", CHECKED.replace("    assert(x >= 0);\n", "    assert(x >= 0);\n    x += 10;\n"));
+        Path sessions = dir.resolve("sessions_checked");
+        Path compiled;
+        try (TestWorker w = TestWorker.start(sessions, List.of("--cflags", "-O2 -g"), exe)) {
+            w.awaitLines(w.mark(), 2, SwapTest.WAIT);
+            Hpvm.Result r = Hpvm.cmd(sessions, "patch", src.resolve("calc.c.orig").toString(),
+                src.resolve("calc.c").toString());
+            assertEquals(0, r.code(), r.toString());
+            assertTrue(r.out().startsWith("changed functions: first\n"), r.out());
+            from(w, l -> l.split(" ")[1].equals(Long.toString(first(l) + 11)), 3).forEach(l ->
+                assertEquals(first(l) + 11, Long.parseLong(l.split(" ")[1]), l));
+            compiled = sessions.resolve(Long.toString(w.pid())).resolve("cc");
+            try (var objects = java.nio.file.Files.walk(compiled)) {
+                assertEquals(List.of("calc-2.o", "calc-3.o", "calc.o"), objects
+                    .filter(java.nio.file.Files::isRegularFile).map(f -> f.getFileName().toString()).sorted().toList(),
+                    "the old, the new and the renumbered");
+            }
+        }
+        for (int i = 0; i < 100 && java.nio.file.Files.exists(compiled); i++) {
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        assertTrue(!java.nio.file.Files.exists(compiled.getParent()), "removed with the session: " + compiled);
+    }
 }

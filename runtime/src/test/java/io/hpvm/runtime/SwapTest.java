@@ -300,6 +300,40 @@ class SwapTest {
         }
     }
 
+    /**
+     * The same object into the same function again changes nothing and says so (exit 0), by the object's SHA-256,
+     * also when it is compiled again from the same source; another object, or the same one once something else was
+     * swapped in between, is a new version as usual.
+     */
+    @Test
+    void theSameObjectSwappedAgainChangesNothing() {
+        Path exe = Gcc.executable(dir, "idem", LOOP_WORKER, "-O2");
+        Path three = Gcc.object(dir, "three", "long compute(long x) { return x * 3; }\n", "-O2");
+        Path four = Gcc.object(dir, "four", "long compute(long x) { return x * 4; }\n", "-O2");
+        Path source = Gcc.write(dir, "five.c", "long compute(long x) { return x * 5; }\n");
+        try (TestWorker w = TestWorker.start(sessions(), List.of(), exe)) {
+            ok(Hpvm.cmd(sessions(), "swap", "compute", three.toString()));
+            Hpvm.Result again = ok(Hpvm.cmd(sessions(), "swap", "compute", three.toString()));
+            assertTrue(again.out().matches("compute: v1 already runs " + java.util.regex.Pattern.quote(three.toString())
+                + ", already applied \\(sha256 [0-9a-f]{12}, swapped in \\d{4}-\\d\\d-\\d\\dT[0-9:]+Z\\); nothing "
+                + "changed\n"), again.out());
+            Hpvm.Result json = ok(Hpvm.cmd(sessions(), "swap", "--json", "compute", three.toString()));
+            assertTrue(json.out().contains("\"to_version\":1") && json.out().contains("\"already_applied\":true"),
+                json.out());
+            assertBehaviour(w, w.mark(), (i, z) -> i * 3, "still v1");
+            ok(Hpvm.cmd(sessions(), "swap", "compute", four.toString()));
+            Hpvm.Result back = ok(Hpvm.cmd(sessions(), "swap", "compute", three.toString()));
+            assertTrue(back.out().startsWith("swapped compute: v2 -> v3 "), back.out());
+            assertBehaviour(w, w.mark(), (i, z) -> i * 3, "v3");
+            ok(Hpvm.cmd(sessions(), "swap", "compute", source.toString()));
+            Hpvm.Result recompiled = ok(Hpvm.cmd(sessions(), "swap", "compute", source.toString()));
+            assertTrue(recompiled.out().startsWith("compute: v4 already runs "), recompiled.out());
+            Hpvm.Result ls = ok(Hpvm.cmd(sessions(), "ls"));
+            assertTrue(ls.out().matches("(?s).*\\ncompute\\s+v4/4\\s.*"), "no version added by the repeats:\n"
+                + ls.out());
+        }
+    }
+
     /** gcc -O3 made a constant-propagated clone of scale(); swapping scale warns that the clone does not change. */
     @Test
     void compilerClonesAreReported() {

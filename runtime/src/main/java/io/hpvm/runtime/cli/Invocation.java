@@ -53,6 +53,11 @@ final class Invocation {
         return cwd == null || typed.isAbsolute() ? typed : cwd.resolve(typed);
     }
 
+    /** The client's working directory, or null when the command runs where it was typed. */
+    Path cwd() {
+        return cwd;
+    }
+
     /** An environment variable of the user's. */
     String env(String name) {
         return env == null ? System.getenv(name) : env.get(name);

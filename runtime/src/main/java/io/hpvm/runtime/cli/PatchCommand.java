@@ -37,13 +37,18 @@ final class PatchCommand extends PatchingCommand {
     @Override
     public Integer call() throws Exception {
         SwapEngine engine = engine();
-        String flags = engine.compileFlags(cflags) + " -ffunction-sections -fdata-sections";
+        String flags = engine.compileFlags(cflags);
         Invocation here = Invocation.current();
-        Path oldObject = SourceCompiler.compile(oldSource, here.resolve(oldSource), flags, here::env);
-        Path newObject = SourceCompiler.compile(newSource, here.resolve(newSource), flags, here::env);
+        SourceCompiler cc = new SourceCompiler(session(), here.cwd(), here::env);
+        Path oldObject = cc.compile(oldSource, here.resolve(oldSource), flags);
+        Path newObject = cc.compile(newSource, here.resolve(newSource), flags);
+        // What changed is found against NEW renumbered to OLD's lines, so that a function below an inserted line,
+        // whose __LINE__ constants moved, is not taken for changed; the swap uses NEW as written.
+        Path compared = cc.compileRenumbered(newSource, here.resolve(oldSource), here.resolve(newSource), flags);
         ObjectDiff.Result diff;
         try {
-            diff = ObjectDiff.compare(RelocatableObject.read(oldObject), RelocatableObject.read(newObject));
+            diff = ObjectDiff.compare(RelocatableObject.read(oldObject), RelocatableObject.read(compared != null
+                ? compared : newObject));
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }

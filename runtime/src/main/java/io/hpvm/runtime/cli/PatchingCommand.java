@@ -31,7 +31,8 @@ abstract class PatchingCommand extends SessionCommand {
             .put("bytes", r.size()).put("object", object.toString()).put("micros", r.micros())
             .put("thunk_registers", Long.bitCount(r.preserved()))
             .put("unwind", r.unwind() == null || r.unwind().isEmpty() ? null : r.unwind())
-            .put("quiesced", r.quiesced().isEmpty() ? null : r.quiesced()).put("warnings", SwapEngine.warnings(r));
+            .put("quiesced", r.quiesced().isEmpty() ? null : r.quiesced()).put("already_applied", r.alreadyApplied())
+            .put("warnings", SwapEngine.warnings(r));
     }
 
     /** Prints a swap's warnings on stderr. */

@@ -58,7 +58,8 @@ final class SwapCommand extends PatchingCommand {
         Invocation here = Invocation.current();
         Path linked = here.resolve(object);
         if (SourceCompiler.isSource(object)) {
-            linked = SourceCompiler.compile(object, linked, engine.compileFlags(cflags), here::env);
+            linked = new SourceCompiler(session(), here.cwd(), here::env).compile(object, linked,
+                engine.compileFlags(cflags));
         }
         if (allChanged) {
             SwapEngine.Changes changes = engine.changedFunctions(linked);

@@ -18,9 +18,11 @@ import java.util.List;
  *                  {@code [codeStart, codeEnd)} ({@code hpvm swap --quiesce})
  * @param unwind    where that image's {@code .eh_frame} tables are (the object's, then its thunks'), each ending
  *                  with a zero terminator: what {@code --quiesce} unwinds a thread's frames in the image with
+ * @param digest    SHA-256 of the object file, hex ("" for the original): the same object swapped into the same
+ *                  functions again is recognised and changes nothing (a fleet tool may apply a patch twice)
  */
 public record VersionRecord(int version, long address, long size, String object, long created, long preserved,
-                            String set, long codeStart, long codeEnd, List<Long> unwind) {
+                            String set, long codeStart, long codeEnd, List<Long> unwind, String digest) {
 
     public VersionRecord {
         unwind = List.copyOf(unwind);
@@ -29,7 +31,7 @@ public record VersionRecord(int version, long address, long size, String object,
     String encode() {
         return new Fields().put("addr", address).put("size", size).put("object", object).put("created", created)
             .put("preserved", preserved).put("set", set).put("cs", codeStart).put("ce", codeEnd)
-            .put("eh", String.join(",", unwind.stream().map(Long::toHexString).toList())).encode();
+            .put("eh", String.join(",", unwind.stream().map(Long::toHexString).toList())).put("sha", digest).encode();
     }
 
     static VersionRecord decode(int version, String s) {
@@ -37,6 +39,6 @@ public record VersionRecord(int version, long address, long size, String object,
         return new VersionRecord(version, f.num("addr"), f.num("size"), f.str("object"), f.num("created"),
             f.num("preserved"), f.str("set"), f.num("cs"), f.num("ce"),
             Arrays.stream(f.str("eh").split(",")).filter(x -> !x.isEmpty())
-                .map(x -> Long.parseUnsignedLong(x, 16)).toList());
+                .map(x -> Long.parseUnsignedLong(x, 16)).toList(), f.str("sha"));
     }
 }

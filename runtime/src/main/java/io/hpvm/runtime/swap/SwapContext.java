@@ -83,6 +83,12 @@ final class SwapContext {
         warnings.computeIfAbsent(function, k -> new ArrayList<>()).add(warning);
     }
 
+    /** SHA-256 of the object file, hex. */
+    String digest = "";
+
+    /** Set by the already-applied pass: the object already runs in these functions, nothing is to be done. */
+    boolean alreadyApplied;
+
     /** The object's absolute path, as version records name it. */
     String objectName() {
         return object.toAbsolutePath().toString();

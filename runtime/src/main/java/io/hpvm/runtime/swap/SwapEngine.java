@@ -39,6 +39,11 @@ public final class SwapEngine {
     public record Result(String function, int fromVersion, int toVersion, long address, long size, long micros,
                          boolean reachesEveryCall, long preserved, LinkedImage image, Timings timings, String unwind,
                          List<String> warnings, String note, String quiesced) {
+        /** Whether the swap changed nothing: this object already ran in the function ({@code already-applied}). */
+        public boolean alreadyApplied() {
+            return note.startsWith(ALREADY_APPLIED);
+        }
+
         /** This result with {@code more} added to its note and {@code how} as its quiesce report. */
         Result quiesced(String more, String how) {
             return new Result(function, fromVersion, toVersion, address, size, micros, reachesEveryCall, preserved,
@@ -98,6 +103,7 @@ public final class SwapEngine {
         c.force = force;
         try {
             c.obj = RelocatableObject.read(object);
+            c.digest = sha256(object);
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }
@@ -108,6 +114,9 @@ public final class SwapEngine {
             c.info = checkedSession(reg);
             for (SwapPasses.Pass pass : SwapPasses.SWAP) {
                 run(c, pass);
+                if (c.alreadyApplied) {
+                    return alreadyApplied(c);
+                }
             }
         }
         List<Result> results = new ArrayList<>();
@@ -118,6 +127,34 @@ public final class SwapEngine {
                 c.unwind, c.warnings.getOrDefault(fn.name(), List.of()), i == 0 ? c.routed : "", c.quiesced));
         }
         return results;
+    }
+
+    /** The results of a swap the already-applied pass found done before: each function stays where it is. */
+    private static List<Result> alreadyApplied(SwapContext c) {
+        List<Result> results = new ArrayList<>();
+        for (FunctionRecord fn : c.functions) {
+            VersionRecord v = c.registry.version(fn.name(), fn.current());
+            results.add(new Result(fn.name(), fn.current(), fn.current(), v.address(), 0,
+                (System.nanoTime() - c.startNanos) / 1000, fn.entryRedirected(), v.preserved(), null, c.timings, "",
+                List.of(), ALREADY_APPLIED + " (sha256 " + c.digest.substring(0, 12) + ", swapped in "
+                + java.time.Instant.ofEpochMilli(v.created()).toString().replaceAll("\\.\\d+Z$", "Z") + ")", ""));
+        }
+        return results;
+    }
+
+    /** How a no-op swap's note begins ({@link Result#alreadyApplied}). */
+    static final String ALREADY_APPLIED = "already applied";
+
+    /** SHA-256 of a file, hex. */
+    static String sha256(Path file) throws LoadException {
+        try {
+            java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+            return java.util.HexFormat.of().formatHex(md.digest(java.nio.file.Files.readAllBytes(file)));
+        } catch (java.io.IOException e) {
+            throw new LoadException(LoadException.Kind.BAD_FILE, file + ": " + e.getMessage());
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     /**
@@ -256,6 +293,10 @@ public final class SwapEngine {
 
     /** Formats the one-line report of a swap. */
     public static String describe(Result r, Path object) {
+        if (r.alreadyApplied()) {
+            return String.format("%s: v%d already runs %s, %s; nothing changed", r.function(), r.toVersion(), object,
+                r.note());
+        }
         return String.format("swapped %s: v%d -> v%d at %s (%d bytes from %s) in %.1f ms%s%s", r.function(),
             r.fromVersion(), r.toVersion(), Elf.hex(r.address()), r.size(), object, r.micros() / 1000.0,
             r.preserved() == 0 ? "" : "; via a register-preserving thunk (the new version may write "

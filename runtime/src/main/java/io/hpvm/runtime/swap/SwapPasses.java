@@ -59,6 +59,7 @@ final class SwapPasses {
 
     static final List<Pass> SWAP = List.of(
         new Pass("functions", SwapPasses::functions, false),
+        new Pass("already-applied", SwapPasses::alreadyApplied, false),
         new Pass("read-worker", SwapPasses::readWorker, false),
         new Pass("link", SwapPasses::link, false),
         new Pass("clobber-analysis", SwapPasses::preserveRegisters, false),
@@ -80,6 +81,23 @@ final class SwapPasses {
             c.functions.add(fn);
             c.entries.add(FunctionLookup.objectName(fn.name()));
         }
+    }
+
+    /**
+     * Whether this object already runs in exactly these functions: each one's current version came from an object
+     * with the same SHA-256, swapped as the same set. Then the swap is a no-op (the passes after this one are not
+     * run) that succeeds and says so, as a fleet tool applying one patch to many hosts, some twice, needs.
+     */
+    static void alreadyApplied(SwapContext c) {
+        String set = c.functions.size() > 1
+            ? String.join(",", c.functions.stream().map(FunctionRecord::name).toList()) : "";
+        for (FunctionRecord fn : c.functions) {
+            VersionRecord v = fn.current() == 0 ? null : c.registry.version(fn.name(), fn.current());
+            if (v == null || !v.digest().equals(c.digest) || !v.set().equals(set)) {
+                return;
+            }
+        }
+        c.alreadyApplied = true;
     }
 
     /** The worker's symbols: its executable, its patchable functions' stubs, its loaded libraries. */
@@ -257,7 +275,7 @@ final class SwapPasses {
             int version = fn.versions();
             c.versions[i] = version;
             c.registry.putVersion(fn.name(), new VersionRecord(version, c.targets[i], i == 0 ? c.end - c.base : 0,
-                c.objectName(), System.currentTimeMillis(), c.preserved[i], set, c.base, c.end, unwind));
+                c.objectName(), System.currentTimeMillis(), c.preserved[i], set, c.base, c.end, unwind, c.digest));
             c.registry.putFunction(fn.withInstalled(version, version + 1));
         }
     }
