@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 
 /**
  * A linked ELF file as the dynamic loader maps it: an executable (ET_EXEC or PIE) or a shared object. Addresses in
@@ -23,6 +24,8 @@ public final class ElfImage {
     private final List<Symbol> dynamicSymbols;
     private final int[] versionIndex;
     private final String buildId;
+    /** The separate debug file {@link #symbols} came from, or null: this file's own. */
+    private final Path symbolFile;
 
     private ElfImage(ElfReader r) throws LoadException {
         this.path = r.path;
@@ -46,6 +49,69 @@ public final class ElfImage {
             versionIndex = new int[0];
         }
         this.buildId = readBuildId(r.section(".note.gnu.build-id"));
+        this.symbolFile = null;
+    }
+
+    private ElfImage(ElfImage base, List<Symbol> symbols, Path symbolFile) {
+        this.path = base.path;
+        this.type = base.type;
+        this.entry = base.entry;
+        this.sections = base.sections;
+        this.segments = base.segments;
+        this.hasInterpreter = base.hasInterpreter;
+        this.dynamicSymbols = base.dynamicSymbols;
+        this.versionIndex = base.versionIndex;
+        this.buildId = base.buildId;
+        this.symbols = Collections.unmodifiableList(symbols);
+        this.fromSymtab = true;
+        this.symbolFile = symbolFile;
+    }
+
+    /**
+     * This image with the {@code .symtab} of {@code debug}, its separate debug file (as {@code objcopy
+     * --only-keep-debug} makes them: the same section headers, the code NOBITS, every symbol): a stripped program's
+     * static functions and file statics. Section indexes are renumbered to this file's sections of the same name
+     * (strip removes sections, so they differ); a symbol in a section this file lacks keeps its index out of range.
+     */
+    public ElfImage withSymbolsOf(ElfImage debug) {
+        List<Symbol> out = new ArrayList<>();
+        for (Symbol s : debug.symbols) {
+            int index = s.sectionIndex();
+            if (index > 0 && index < debug.sections.size()) {
+                Section named = section(debug.sections.get(index).name());
+                index = named != null ? named.index() : Integer.MAX_VALUE;
+            }
+            out.add(new Symbol(s.index(), s.name(), s.value(), s.size(), s.type(), s.bind(),
+                index == Integer.MAX_VALUE ? 0xfff0 : index, s.file()));
+        }
+        return new ElfImage(this, out, debug.path);
+    }
+
+    /** The separate debug file the symbols came from ({@link #withSymbolsOf}), or null. */
+    public Path symbolFile() {
+        return symbolFile;
+    }
+
+    /**
+     * The {@code .gnu_debuglink} of this file: the debug file's name, and the CRC-32 of its contents (as a long);
+     * null when it has none.
+     */
+    public Map.Entry<String, Long> debugLink() {
+        Section link = section(".gnu_debuglink");
+        if (link == null || link.data().length < 8) {
+            return null;
+        }
+        byte[] d = link.data();
+        int end = 0;
+        while (end < d.length && d[end] != 0) {
+            end++;
+        }
+        int crcAt = (end + 4) & ~3;
+        if (end == 0 || crcAt + 4 > d.length) {
+            return null;
+        }
+        return Map.entry(new String(d, 0, end, java.nio.charset.StandardCharsets.UTF_8),
+            Integer.toUnsignedLong(ElfReader.le(d).getInt(crcAt)));
     }
 
     /** Reads an executable or shared object. */

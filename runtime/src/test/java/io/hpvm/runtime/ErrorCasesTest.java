@@ -248,14 +248,15 @@ class ErrorCasesTest {
     @Test
     @Order(13)
     void concurrentSwapsAreSerialised() {
-        Path three = object("three", "long compute(long x) { return x * 3; }\n");
-        Path four = object("four", "long compute(long x) { return x * 4; }\n");
         List<CompletableFuture<Hpvm.Result>> runs = new ArrayList<>();
-        // Two through the Java client in this JVM, two through the native one (separate processes), all at once.
-        for (Path p : List.of(three, four)) {
-            runs.add(CompletableFuture.supplyAsync(() -> Hpvm.cmd(sessions(), "swap", "compute", p.toString())));
+        // Two through the Java client in this JVM, two through the native one (separate processes), all at once;
+        // four different objects (the same object twice in a row would be a no-op, "already applied").
+        for (int k = 3; k <= 6; k += 2) {
+            Path odd = object("times" + k, "long compute(long x) { return x * " + k + "; }\n");
+            Path even = object("times" + (k + 1), "long compute(long x) { return x * " + (k + 1) + "; }\n");
+            runs.add(CompletableFuture.supplyAsync(() -> Hpvm.cmd(sessions(), "swap", "compute", odd.toString())));
             runs.add(CompletableFuture.supplyAsync(() -> Hpvm.nativeOnly(sessions(), "swap", "compute",
-                p.toString())));
+                even.toString())));
         }
         List<String> versions = new ArrayList<>();
         for (CompletableFuture<Hpvm.Result> f : runs) {

@@ -33,13 +33,21 @@ final class SupervisorOptions {
             + "worker's threads briefly, and a later swap of a compacted function costs one more stop.")
     String compact;
 
+    @Option(names = "--debug-file", paramLabel = "FILE",
+        description = "The program's separate debug file (objcopy --only-keep-debug; a -dbgsym package's .debug), "
+            + "for a stripped program: its .symtab makes static functions patchable and file statics bind. Without "
+            + "it, hpvm looks where gdb does: /usr/lib/debug/.build-id/, the debuginfod cache, and the "
+            + ".gnu_debuglink name beside the program, in its .debug/ and under /usr/lib/debug. Checked by build-id "
+            + "(or the link's CRC).")
+    java.nio.file.Path debugFile;
+
     @Option(names = "--arena-size", paramLabel = "BYTES", defaultValue = "32M",
         description = "Space reserved for patch code (sparse until used; default ${DEFAULT-VALUE}). Suffixes K, M.")
     String arenaSize;
 
     Supervisor.Options toOptions(boolean agent) throws HpvmException {
         return new Supervisor.Options(quiet, Sizes.parse(arenaSize, "--arena-size"), timings, !noEntryRedirect, cflags,
-            agent, json, Main::serve, autoCompactMillis());
+            agent, json, Main::serve, autoCompactMillis(), debugFile == null ? null : debugFile.toAbsolutePath());
     }
 
     /** {@code --compact}: 0 when off, else the period in milliseconds. */

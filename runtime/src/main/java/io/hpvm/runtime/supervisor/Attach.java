@@ -1,5 +1,6 @@
 package io.hpvm.runtime.supervisor;
 
+import io.hpvm.loader.DebugFiles;
 import io.hpvm.loader.ElfImage;
 import io.hpvm.loader.LoadException;
 import io.hpvm.runtime.ExitCode;
@@ -77,9 +78,13 @@ final class Attach {
             }
         }
         ElfImage image;
+        String symbols;
         try {
             // Read through /proc, which works when the file was replaced or deleted since the process started.
-            image = ElfImage.read(Path.of("/proc/" + pid + "/exe"));
+            DebugFiles.Found found = DebugFiles.find(ElfImage.read(Path.of("/proc/" + pid + "/exe")),
+                options.debugFile(), System::getenv);
+            image = found.image();
+            symbols = image.hasSymtab() && image.symbolFile() == null ? "" : "; " + found.how();
         } catch (LoadException e) {
             throw ExitCode.wrap(new LoadException(e.kind(), program + " (the executable of process " + pid + "): "
                 + e.getMessage()));
@@ -148,7 +153,7 @@ final class Attach {
             throw e;
         }
         report(pid, program, functions.size(), setup, threads, processes, moved, paused,
-            (System.nanoTime() - t0) / 1_000_000, session, timings);
+            (System.nanoTime() - t0) / 1_000_000, session, timings, symbols);
         return new Supervisor.Launched(session, server);
     }
 
@@ -221,7 +226,8 @@ final class Attach {
 
     /** Prints the attached line, last: {@code hpvm attach} stops relaying the background supervisor's output there. */
     private void report(int pid, Path program, int functions, Instrumentation.Setup s, int threads, int processes,
-                        int moved, long pausedMicros, long ms, SessionDir session, Timings timings) {
+                        int moved, long pausedMicros, long ms, SessionDir session, Timings timings,
+                        String symbols) {
         if (options.timings()) {
             err.printf("hpvm: timings: %s%n", timings.describe());
         }
@@ -230,14 +236,15 @@ final class Attach {
                 .put("ready_ms", ms).put("paused_us", pausedMicros).put("threads", threads)
                 .put("processes", processes).put("threads_moved", moved).put("functions", functions)
                 .put("call_sites", s.callSites)
-                .put("entries_redirected", s.trampolineOf.size()).put("session", session.dir().toString()));
+                .put("entries_redirected", s.trampolineOf.size()).put("session", session.dir().toString())
+                .put("symbols", symbols.isEmpty() ? null : symbols.substring(2)));
         } else if (!options.quiet()) {
             err.printf("hpvm: attached to %s (pid %d%s) in %d ms, its %d thread%s stopped for %.2f ms%s: %d functions "
-                    + "patchable, %d call sites rewritten, %d entries redirected; session %s%n", program, pid,
+                    + "patchable, %d call sites rewritten, %d entries redirected; session %s%s%n", program, pid,
                 processes == 1 ? "" : " and " + (processes - 1) + " forked cop" + (processes == 2 ? "y" : "ies"), ms,
                 threads, threads == 1 ? "" : "s", pausedMicros / 1000.0, moved == 0 ? ""
                     : " (" + moved + " moved out of an entry's first instructions)", functions, s.callSites,
-                s.trampolineOf.size(), session.dir());
+                s.trampolineOf.size(), session.dir(), symbols);
         }
     }
 }

@@ -345,7 +345,8 @@ final class Instrumentation {
             }
             reg.putSession(new SessionInfo(session.pid(), s.startTime, program.toAbsolutePath().normalize().toString(),
                 image.buildId(), s.bias, s.slotsAddress, s.codeAddress, s.codeSize, s.arenaStart, s.arenaStart,
-                functions.size(), s.callSites, System.currentTimeMillis(), options.cflags(), s.attached));
+                functions.size(), s.callSites, System.currentTimeMillis(), options.cflags(), s.attached,
+                image.symbolFile() == null ? "" : image.symbolFile().toAbsolutePath().toString()));
         }
     }
 }

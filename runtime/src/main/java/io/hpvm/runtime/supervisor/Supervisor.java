@@ -3,6 +3,7 @@ package io.hpvm.runtime.supervisor;
 import io.hpvm.asm.Decoder;
 import io.hpvm.asm.Snippets;
 import io.hpvm.loader.Elf;
+import io.hpvm.loader.DebugFiles;
 import io.hpvm.loader.ElfImage;
 import io.hpvm.loader.LoadException;
 import io.hpvm.runtime.ExitCode;
@@ -41,9 +42,11 @@ public final class Supervisor {
      * @param json     print the ready line as a JSON object
      * @param agent    start hpvm's agent thread in a worker that has an unwinder ({@link AgentLaunch})
      * @param commands runs the commands thin clients send (null: requests for commands are answered "not here")
+     * @param debugFile the program's separate debug file ({@code --debug-file}), or null: searched for
      */
     public record Options(boolean quiet, long arenaSize, boolean timings, boolean redirectEntries, String cflags,
-                          boolean agent, boolean json, CommandRunner commands, long autoCompactMillis) {
+                          boolean agent, boolean json, CommandRunner commands, long autoCompactMillis,
+                          Path debugFile) {
     }
 
     private final Options options;
@@ -113,8 +116,11 @@ public final class Supervisor {
         machineCode.start();
         Path program = resolveProgram(argv.get(0));
         ElfImage image;
+        String symbols;
         try {
-            image = ElfImage.read(program);
+            DebugFiles.Found found = DebugFiles.find(ElfImage.read(program), options.debugFile(), System::getenv);
+            image = found.image();
+            symbols = found.how();
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }
@@ -181,14 +187,16 @@ public final class Supervisor {
                 .put("call_sites", setup.callSites).put("entries_redirected", setup.trampolineOf.size())
                 .put("session", session.dir().toString()).put("code_fd", setup.codeFd < 0 ? null : setup.codeFd)
                 .put("agent_thread", setup.agent == null || setup.agent.agent() == null ? null
-                    : setup.agent.agent().tid()));
+                    : setup.agent.agent().tid())
+                .put("symbols", image.symbolFile() == null ? null : image.symbolFile().toString()));
         } else if (!options.quiet()) {
             err.printf("hpvm: %s (pid %d) ready in %d ms: %d functions patchable, %d call sites rewritten, %d entries "
-                    + "redirected; session %s%s%s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
+                    + "redirected; session %s%s%s%s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
                 setup.trampolineOf.size(), session.dir(), setup.codeFd < 0 ? "" : " (its file system is noexec: the "
                     + "code region is a memfd, descriptor " + setup.codeFd + " of the worker)",
                 setup.agent == null || setup.agent.agent() == null ? ""
-                    : "; agent thread " + setup.agent.agent().tid() + " (hpvm-agent)");
+                    : "; agent thread " + setup.agent.agent().tid() + " (hpvm-agent)",
+                image.hasSymtab() && image.symbolFile() == null ? "" : "; " + symbols);
         }
         if (setup.agent != null && setup.agent.notStarted() != null) {
             err.println("hpvm: warning: hpvm's agent thread was not started (" + setup.agent.notStarted() + "); "

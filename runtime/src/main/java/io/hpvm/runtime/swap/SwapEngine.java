@@ -192,7 +192,7 @@ public final class SwapEngine {
         try (Registry reg = session.openRegistry()) {
             SessionInfo info = checkedSession(reg);
             obj = RelocatableObject.read(object);
-            exe = ElfImage.read(Path.of("/proc/" + info.pid() + "/exe"));
+            exe = WorkerSymbols.executable(info.pid(), info);
             ImageDiff.Result diff = ImageDiff.compare(obj, exe);
             List<String> changed = new ArrayList<>();
             List<String> same = new ArrayList<>();

@@ -9,6 +9,7 @@ import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.session.FunctionRecord;
 import io.hpvm.runtime.session.Registry;
+import io.hpvm.runtime.session.SessionInfo;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -38,12 +39,22 @@ public final class WorkerSymbols implements SymbolResolver {
     private final Map<Path, Map<String, Symbol>> libraryExports = new HashMap<>();
     private final TreeSet<String> ambiguous = new TreeSet<>();
 
+    /**
+     * The worker's executable, read through {@code /proc/PID/exe}, with the symbols of the separate debug file its
+     * session was launched with, if any ({@link SessionInfo#symbols}): a stripped program's statics bind as they do
+     * in an unstripped one.
+     */
+    static ElfImage executable(int pid, SessionInfo info) throws LoadException {
+        ElfImage exe = ElfImage.read(Path.of("/proc/" + pid + "/exe"));
+        return info.symbols().isEmpty() ? exe : exe.withSymbolsOf(ElfImage.read(Path.of(info.symbols())));
+    }
+
     public WorkerSymbols(Registry registry, int pid, long exeBias) throws SystemException, LoadException {
         this.registry = registry;
         this.pid = pid;
         this.exeBias = exeBias;
         this.exePath = Path.of("/proc/" + pid + "/exe");
-        this.exe = ElfImage.read(exePath);
+        this.exe = executable(pid, registry.session());
         for (Symbol s : exe.symbols()) {
             if (s.isDefined() && !s.name().isEmpty() && s.type() != Elf.STT_SECTION && s.type() != Elf.STT_FILE
                 && s.sectionIndex() != Elf.SHN_ABS && s.type() != Elf.STT_TLS) {
