@@ -124,7 +124,12 @@ class QuiesceTest {
             w.awaitLine(0, l -> l.matches("\\d+ \\d+"), SwapTest.WAIT);
             Hpvm.Result r = SwapTest.ok(Hpvm.cmd(sessions(), "swap", "--quiesce", "helper", "slow", fix.toString()));
             assertTrue(r.out().contains("quiesced after "), r.out());
-            Hpvm.Result none = Hpvm.cmd(sessions(), "swap", "--quiesce=0", "helper", "slow", fix.toString());
+            Path fix2 = Gcc.object(dir, "fix2", """
+                #include <unistd.h>
+                long helper(long x) { return x + 3; }
+                long slow(long x) { usleep(150000); return x * 4; }
+                """, "-O2"); // another object: the same one again would change nothing ("already applied")
+            Hpvm.Result none = Hpvm.cmd(sessions(), "swap", "--quiesce=0", "helper", "slow", fix2.toString());
             // With no time to wait, it succeeds only if the first stop finds the gap: either way the answer is
             // consistent (0 and swapped, or 6 and nothing changed).
             assertTrue(none.code() == 0 && none.out().contains("quiesced after 1 attempt,")

@@ -55,11 +55,13 @@ final class LsCommand extends SessionCommand {
                             .put("entry_redirected", f.entryRedirected())
                             .put("entry_note", f.entryRedirected() ? null : f.entryNote())
                             .put("thunk", v != null && v.preserved() != 0)
+                            .put("object", v == null ? null : v.object())
+                            .put("sha256", v == null || v.digest().isEmpty() ? null : v.digest())
                             .put("state", f.state()));
                     }
                 }
                 emit(result().put("pid", info.pid()).put("executable", info.executable())
-                    .put("functions_total", info.functions()).put("call_sites", info.callSites())
+                    .put("build_id", info.buildId()).put("functions_total", info.functions()).put("call_sites", info.callSites())
                     .put("patched", patched).put("arena_used", info.arenaNext() - info.arenaStart())
                     .put("arena_size", info.code() + info.codeSize() - info.arenaStart()).put("processes", procs)
                     .put("functions", functions));
@@ -129,7 +131,8 @@ final class LsCommand extends SessionCommand {
         }
         try (Registry reg = s.openRegistry()) {
             SessionInfo info = reg.session();
-            return j.put("state", "live").put("executable", info.executable()).put("functions_total",
+            return j.put("state", "live").put("executable", info.executable()).put("build_id", info.buildId())
+                .put("functions_total",
                 info.functions()).put("patched", reg.functions().stream().filter(f -> f.versions() > 1).count());
         } catch (HpvmException e) {
             return j.put("state", "broken").put("reason", e.getMessage());
