@@ -61,7 +61,8 @@ class FleetScriptTest {
         Path hosts = dir.resolve("hosts");
         Path remote = Files.createDirectories(dir.resolve("remote"));
         Path hpvm = script(dir, "hpvm", "exec " + quoted(TestWorker.hpvmCommand()) + " \"$@\"\n");
-        Path ssh = script(dir, "fake-ssh", "host=$1; shift\nHPVM_SESSION_ROOT='" + hosts + "'/$host exec bash -c \"$*\"\n");
+        Path ssh = script(dir, "fake-ssh", "host=$1; shift\nHPVM_SESSION_ROOT='" + hosts + "'/$host exec bash -c "
+            + "\"$*\"\n");
         Path scp = script(dir, "fake-scp", "[ \"$1\" = -q ] && shift\nexec cp \"$1\" \"${2#*:}\"\n");
         Map<String, String> env = Map.of("SSH", ssh.toString(), "SCP", scp.toString(), "HPVM", hpvm.toString(),
             "REMOTE_DIR", remote.toString());

@@ -61,7 +61,8 @@ final class LsCommand extends SessionCommand {
                     }
                 }
                 emit(result().put("pid", info.pid()).put("executable", info.executable())
-                    .put("build_id", info.buildId()).put("functions_total", info.functions()).put("call_sites", info.callSites())
+                    .put("build_id", info.buildId()).put("functions_total", info.functions())
+                    .put("call_sites", info.callSites())
                     .put("patched", patched).put("arena_used", info.arenaNext() - info.arenaStart())
                     .put("arena_size", info.code() + info.codeSize() - info.arenaStart()).put("processes", procs)
                     .put("functions", functions));
