@@ -83,7 +83,8 @@ class DebugFileTest {
                 + "patchable (install its -dbgsym package, or give --debug-file)"), w.stderr());
             Hpvm.Result r = Hpvm.cmd(sessions, "swap", "fee", Gcc.object(dir, "fix", FIX, "-O2").toString());
             assertEquals(5, r.code(), r.toString());
-            assertTrue(r.err().contains("has no patchable function 'fee'"), r.err());
+            assertTrue(r.err().contains("has no patchable function 'fee'") && r.err().contains("The program is "
+                + "stripped and was started without its debug file"), r.err());
         }
         Path sessions3 = dir.resolve("sessions3");
         try (TestWorker w = TestWorker.start(sessions3, List.of("--debug-file", moved.toString()), exe)) {

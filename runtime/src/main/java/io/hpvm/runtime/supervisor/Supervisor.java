@@ -268,11 +268,13 @@ public final class Supervisor {
                 for (String c : SWAP_PATH) {
                     Class.forName(c, false, Supervisor.class.getClassLoader());
                 }
-                io.hpvm.runtime.swap.StackWalk.warmUp(session.pid());
                 // Launch garbage (the program's ELF image, its text, the call-site tables) is dead now: a full
                 // collection lets the heap shrink to what the session keeps (bin/hpvm bounds the free ratio), so
                 // the supervisor idles at its live size rather than at launch's high-water mark.
                 System.gc();
+                // Last, after the collection: a compaction or quiesce right after launch finds the launch garbage
+                // gone (a full collection inside its stop of the world made the Lua compaction pause 6 ms, not 2).
+                io.hpvm.runtime.swap.StackWalk.warmUp(session.pid());
             } catch (ClassNotFoundException | RuntimeException ignored) {
                 // only a warm-up
             }

@@ -1,11 +1,14 @@
 package io.hpvm.runtime.swap;
 
+import io.hpvm.loader.ElfImage;
+import io.hpvm.loader.LoadException;
 import io.hpvm.runtime.ExitCode;
 import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.session.FunctionRecord;
 import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionInfo;
 
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -37,7 +40,22 @@ final class FunctionLookup {
         throw new HpvmException(ExitCode.LINK_FAILED, "the worker (pid " + info.pid() + ", " + info.executable()
             + ") has no patchable function '" + name + "'"
             + (similar.isEmpty() ? "; 'hpvm ls' lists them" : "; did you mean: " + String.join(", ",
-            similar.subList(0, Math.min(8, similar.size()))) + "?"));
+            similar.subList(0, Math.min(8, similar.size()))) + "?") + strippedHint(info));
+    }
+
+    /** For a stripped program run without its debug file: why a static function is not there, and the fix. */
+    private static String strippedHint(SessionInfo info) {
+        if (!info.symbols().isEmpty()) {
+            return "";
+        }
+        try {
+            return ElfImage.read(Path.of("/proc/" + info.pid() + "/exe")).hasSymtab()
+                ? "" : ". The program is stripped and was started without its debug file, so only its exported "
+                + "functions are patchable: start it with 'hpvm run --debug-file FILE' (or install its -dbgsym "
+                + "package) for the static ones";
+        } catch (LoadException e) {
+            return "";
+        }
     }
 
     /**

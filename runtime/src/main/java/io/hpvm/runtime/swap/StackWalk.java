@@ -137,12 +137,13 @@ public final class StackWalk {
      * the threads running ({@link #rehearse}), on a supervisor's background thread after launch: the first
      * {@code --quiesce} then finds the tables read and the walk's code loaded and compiled, and the world stays
      * stopped for the walk alone (the first walks of a fresh JVM took 5-35 ms where a warm one takes 0.25).
+     * 50 rounds: enough for the JIT's first tier, little enough not to compete with the launch for long.
      */
     public static void warmUp(int pid) {
         try (StackScan.Stacks stacks = new StackScan.Stacks(List.of(pid))) {
             StackWalk w = new StackWalk(stacks, 0, 0);
             w.readModules(List.of(pid));
-            for (int i = 0; i < 200; i++) {
+            for (int i = 0; i < 50; i++) {
                 w.rehearse(List.of(pid));
             }
         } catch (SystemException | RuntimeException e) {
