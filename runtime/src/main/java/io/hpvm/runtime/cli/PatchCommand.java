@@ -12,6 +12,8 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 import java.nio.file.Path;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -40,15 +42,16 @@ final class PatchCommand extends PatchingCommand {
         String flags = engine.compileFlags(cflags);
         Invocation here = Invocation.current();
         SourceCompiler cc = new SourceCompiler(session(), here.cwd(), here::env);
-        Path oldObject = cc.compile(oldSource, here.resolve(oldSource), flags);
-        Path newObject = cc.compile(newSource, here.resolve(newSource), flags);
         // What changed is found against NEW renumbered to OLD's lines, so that a function below an inserted line,
-        // whose __LINE__ constants moved, is not taken for changed; the swap uses NEW as written.
+        // whose __LINE__ constants moved, is not taken for changed; the swap uses NEW as written. The three
+        // compilations run at once (redis's server.c: 10 s one after another on 2 cores).
+        CompletableFuture<Path> oldObject = compiling(() -> cc.compile(oldSource, here.resolve(oldSource), flags));
+        CompletableFuture<Path> newObject = compiling(() -> cc.compile(newSource, here.resolve(newSource), flags));
         Path compared = cc.compileRenumbered(newSource, here.resolve(oldSource), here.resolve(newSource), flags);
         ObjectDiff.Result diff;
         try {
-            diff = ObjectDiff.compare(RelocatableObject.read(oldObject), RelocatableObject.read(compared != null
-                ? compared : newObject));
+            diff = ObjectDiff.compare(RelocatableObject.read(done(oldObject)), RelocatableObject.read(
+                compared != null ? compared : done(newObject)));
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }
@@ -66,7 +69,7 @@ final class PatchCommand extends PatchingCommand {
         say("changed functions: " + String.join(", ", diff.changed()));
         List<String> set = new ArrayList<>(diff.changed());
         try {
-            for (SwapEngine.Result r : engine.swap(set, newObject)) {
+            for (SwapEngine.Result r : engine.swap(set, done(newObject))) {
                 if (json) {
                     emit(swapResult(r, newSource));
                 } else {
@@ -80,5 +83,33 @@ final class PatchCommand extends PatchingCommand {
                 e.detail());
         }
         return 0;
+    }
+
+    /** A compilation that may fail with an HpvmException. */
+    @FunctionalInterface
+    private interface Compilation {
+        Path run() throws HpvmException;
+    }
+
+    private static CompletableFuture<Path> compiling(Compilation c) {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return c.run();
+            } catch (HpvmException e) {
+                throw new CompletionException(e);
+            }
+        });
+    }
+
+    /** The compilation's object, or its failure as thrown where it happened. */
+    private static Path done(CompletableFuture<Path> f) throws HpvmException {
+        try {
+            return f.join();
+        } catch (CompletionException e) {
+            if (e.getCause() instanceof HpvmException h) {
+                throw h;
+            }
+            throw e;
+        }
     }
 }

@@ -24,10 +24,10 @@ import java.util.regex.Pattern;
  * file's other code and statics along).
  *
  * <p>One instance serves one command, in a directory of its own in the session ({@link SessionDir#newCompileDir}),
- * removed with the session. Every file is compiled from a copy at the same place, {@code DIR/NAME} with the name
- * the file is compiled under ({@link #compiledName}), with {@code -ffile-prefix-map=DIR/=}: an old and a new version
- * of a file then differ only where they were edited ({@code __FILE__} is {@code NAME} in both, as in a build run in
- * the source directory). The compiler runs in the user's working directory (relative {@code -I} flags work), with
+ * removed with the session. Every file is compiled from a copy named as the file is compiled ({@link #compiledName}),
+ * {@code DIR/src-N/NAME}, with {@code -ffile-prefix-map=DIR/src-N/=}: an old and a new version of a file then differ
+ * only where they were edited ({@code __FILE__} is {@code NAME} in both, as in a build run in the source directory),
+ * and compilations may run at once. The compiler runs in the user's working directory (relative {@code -I} flags work), with
  * {@code -iquote} the file's own directory so that its {@code #include "..."} files are found as before.
  */
 public final class SourceCompiler {
@@ -134,12 +134,20 @@ public final class SourceCompiler {
         if (given.stream().noneMatch(f -> f.endsWith("data-sections"))) {
             cmd.add("-fdata-sections");
         }
-        Path copy = dir.resolve(name);
+        int n;
+        synchronized (this) {
+            n = ++objects;
+        }
+        // Each compilation reads its copy from a directory of its own, so several may run at once ('hpvm patch'
+        // compiles three); the prefix map makes the name the same in all of them.
+        Path home2 = dir.resolve("src-" + n);
+        Path copy = home2.resolve(name);
         String stem = name.replaceAll("\\.[^.]+$", "");
-        Path object = dir.resolve(++objects == 1 ? stem + ".o" : stem + "-" + objects + ".o");
-        cmd.addAll(List.of("-ffile-prefix-map=" + dir + "/=", "-iquote", home.toString(), "-o", object.toString(),
+        Path object = dir.resolve(n == 1 ? stem + ".o" : stem + "-" + n + ".o");
+        cmd.addAll(List.of("-ffile-prefix-map=" + home2 + "/=", "-iquote", home.toString(), "-o", object.toString(),
             copy.toString()));
         try {
+            Files.createDirectory(home2);
             Files.writeString(copy, text, StandardCharsets.ISO_8859_1);
             ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
             if (cwd != null) {
@@ -162,8 +170,9 @@ public final class SourceCompiler {
         } finally {
             try {
                 Files.deleteIfExists(copy);
+                Files.deleteIfExists(home2);
             } catch (IOException e) {
-                // removed with the session
+                // left for the session's removal, which takes only files: the session directory then stays
             }
         }
     }
