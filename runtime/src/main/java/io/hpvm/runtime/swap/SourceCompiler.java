@@ -27,8 +27,8 @@ import java.util.regex.Pattern;
  * removed with the session. Every file is compiled from a copy named as the file is compiled ({@link #compiledName}),
  * {@code DIR/src-N/NAME}, with {@code -ffile-prefix-map=DIR/src-N/=}: an old and a new version of a file then differ
  * only where they were edited ({@code __FILE__} is {@code NAME} in both, as in a build run in the source directory),
- * and compilations may run at once. The compiler runs in the user's working directory (relative {@code -I} flags work), with
- * {@code -iquote} the file's own directory so that its {@code #include "..."} files are found as before.
+ * and compilations may run at once. The compiler runs in the user's working directory (relative {@code -I} flags
+ * work), with {@code -iquote} the file's own directory so that its {@code #include "..."} files are found as before.
  */
 public final class SourceCompiler {
 
