@@ -211,8 +211,9 @@ class QuiesceTest {
             Thread.sleep(500); // the thread now sleeps in inner() under outer() v1
             Hpvm.Result r = Hpvm.cmd(sessions(), "swap", "--quiesce=0.3", "top", top.toString());
             assertEquals(6, r.code(), r.toString());
-            assertTrue(r.err().matches("(?s).*thread \\d+ \\(nested\\) of pid " + w.pid() + " has a frame in top v0 "
-                + "\\(return address 0x[0-9a-f]+\\)\\. A function .*"), r.err());
+            // (or, rarely, stopped in top's own two-instruction loop between calls); never "found by scanning"
+            assertTrue(r.err().matches("(?s).*thread \\d+ \\(nested\\) of pid " + w.pid() + " (has a frame in top v0 "
+                + "\\(return address|is executing top v0 \\(at) 0x[0-9a-f]+\\)\\. A function .*"), r.err());
         }
     }
 }
