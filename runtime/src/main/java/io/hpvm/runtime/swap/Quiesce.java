@@ -43,9 +43,19 @@ final class Quiesce {
     /**
      * A thread found in old code: executing it, or with a return address into it on its stack.
      *
+     * @param name    its name ({@code /proc/PID/task/TID/comm}), read once the world runs again ({@link #named})
      * @param scanned why its stack was scanned rather than unwound where the address was found ("" when unwound)
      */
     record Blocker(int pid, int tid, String name, Span span, long address, boolean onStack, String scanned) {
+        Blocker(WorldStop.StoppedThread t, Span span, long address, boolean onStack, String scanned) {
+            this(t.pid(), t.tid(), "", span, address, onStack, scanned);
+        }
+
+        /** This blocker with its thread's name: a file read, so not done while the world is stopped. */
+        Blocker named() {
+            return new Blocker(pid, tid, ProcFs.comm(pid, tid), span, address, onStack, scanned);
+        }
+
         String describe() {
             return "thread " + tid + " (" + name + ") of pid " + pid + (onStack ? " has a frame in " : " is executing ")
                 + span.function() + " v" + span.version() + " (" + (onStack ? "return address " : "at ")
@@ -142,6 +152,7 @@ final class Quiesce {
                     phases = world.phases("look");
                 }
             }
+            blockers = blockers.stream().map(Blocker::named).toList();
             if (blockers.isEmpty()) {
                 return new Outcome(attempt, longest, phases, List.of(), look.stacks());
             }
@@ -171,7 +182,7 @@ final class Quiesce {
         for (WorldStop.StoppedThread t : threads) {
             Span at = span(spans, t.rip());
             if (at != null) {
-                out.add(new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), at, t.rip(), false, ""));
+                out.add(new Blocker(t, at, t.rip(), false, ""));
                 continue;
             }
             StackWalk.Walk walk = walker.walk(world, t);
@@ -179,7 +190,7 @@ final class Quiesce {
             for (long pc : walk.pcs().subList(1, walk.pcs().size())) {
                 Span s = span(spans, pc);
                 if (s != null) {
-                    found = new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), s, pc, true, "");
+                    found = new Blocker(t, s, pc, true, "");
                     break;
                 }
             }
@@ -190,9 +201,8 @@ final class Quiesce {
                 StackScan.Hit h = stacks.find(t.pid(), walk.restSp(),
                     w -> span(spans, w) != null && StackScan.afterCall(mem, w));
                 if (h != null) {
-                    found = new Blocker(t.pid(), t.tid(), ProcFs.comm(t.pid(), t.tid()), span(spans, h.word()),
-                        h.word(), true, "the walk from its registers stopped at stack pointer "
-                        + Elf.hex(walk.restSp()) + ": " + walk.stoppedBecause());
+                    found = new Blocker(t, span(spans, h.word()), h.word(), true, "the walk from its registers "
+                        + "stopped at stack pointer " + Elf.hex(walk.restSp()) + ": " + walk.stoppedBecause());
                 }
             }
             if (found != null) {
