@@ -89,6 +89,11 @@ final class SwapContext {
     /** Set by the already-applied pass: the object already runs in these functions, nothing is to be done. */
     boolean alreadyApplied;
 
+    /** The patch set as version records name it: its members' names, comma-separated ("" for a single function). */
+    String setName() {
+        return functions.size() > 1 ? String.join(",", functions.stream().map(FunctionRecord::name).toList()) : "";
+    }
+
     /** The object's absolute path, as version records name it. */
     String objectName() {
         return object.toAbsolutePath().toString();

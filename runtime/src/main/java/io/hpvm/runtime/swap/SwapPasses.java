@@ -89,8 +89,7 @@ final class SwapPasses {
      * run) that succeeds and says so, as a fleet tool applying one patch to many hosts, some twice, needs.
      */
     static void alreadyApplied(SwapContext c) {
-        String set = c.functions.size() > 1
-            ? String.join(",", c.functions.stream().map(FunctionRecord::name).toList()) : "";
+        String set = c.setName();
         for (FunctionRecord fn : c.functions) {
             VersionRecord v = fn.current() == 0 ? null : c.registry.version(fn.name(), fn.current());
             if (v == null || !v.digest().equals(c.digest) || !v.set().equals(set)) {
@@ -263,7 +262,7 @@ final class SwapPasses {
     /** Records each new version (a patch set's members name each other) and pushes it on the rollback stack. */
     static void record(SwapContext c) {
         int n = c.functions.size();
-        String set = n > 1 ? String.join(",", c.functions.stream().map(FunctionRecord::name).toList()) : "";
+        String set = c.setName();
         List<Long> unwind = new ArrayList<>();
         if (c.image.unwindInfo() != 0) {
             unwind.add(c.image.unwindInfo());
