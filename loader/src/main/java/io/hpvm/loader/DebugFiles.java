@@ -32,6 +32,10 @@ public final class DebugFiles {
      * phrase for the launch line ("symbols from ... (build-id)", or why none were found).
      */
     public record Found(ElfImage image, String how) {
+        /** What a launch line adds about symbols: "; " and {@link #how}, or nothing for the program's own. */
+        public String remark() {
+            return image.hasSymtab() && image.symbolFile() == null ? "" : "; " + how;
+        }
     }
 
     private DebugFiles() {

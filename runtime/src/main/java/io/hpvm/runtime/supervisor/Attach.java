@@ -84,7 +84,7 @@ final class Attach {
             DebugFiles.Found found = DebugFiles.find(ElfImage.read(Path.of("/proc/" + pid + "/exe")),
                 options.debugFile(), System::getenv);
             image = found.image();
-            symbols = image.hasSymtab() && image.symbolFile() == null ? "" : "; " + found.how();
+            symbols = found.remark();
         } catch (LoadException e) {
             throw ExitCode.wrap(new LoadException(e.kind(), program + " (the executable of process " + pid + "): "
                 + e.getMessage()));

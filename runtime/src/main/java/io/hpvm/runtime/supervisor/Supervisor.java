@@ -120,7 +120,7 @@ public final class Supervisor {
         try {
             DebugFiles.Found found = DebugFiles.find(ElfImage.read(program), options.debugFile(), System::getenv);
             image = found.image();
-            symbols = found.how();
+            symbols = found.remark();
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }
@@ -196,7 +196,7 @@ public final class Supervisor {
                     + "code region is a memfd, descriptor " + setup.codeFd + " of the worker)",
                 setup.agent == null || setup.agent.agent() == null ? ""
                     : "; agent thread " + setup.agent.agent().tid() + " (hpvm-agent)",
-                image.hasSymtab() && image.symbolFile() == null ? "" : "; " + symbols);
+                symbols);
         }
         if (setup.agent != null && setup.agent.notStarted() != null) {
             err.println("hpvm: warning: hpvm's agent thread was not started (" + setup.agent.notStarted() + "); "
