@@ -203,8 +203,9 @@ public final class CallFrameInfo {
         }
         Cie cie = at.cie();
         Rules rules = at.rules();
+        DwarfExpression.Registers frame = r -> register(regs, r);
         long cfa = rules.cfaExpression != null
-            ? DwarfExpression.evaluate(rules.cfaExpression, r -> register(regs, r), m, null)
+            ? DwarfExpression.evaluate(rules.cfaExpression, frame, m, null)
             : register(regs, rules.cfaRegister) + rules.cfaOffset;
         if (rules.kind[cie.raColumn] == UNDEFINED) {
             return new Step(null, cie.signalFrame, cfa);
@@ -218,10 +219,8 @@ public final class CallFrameInfo {
                 case OFFSET -> m.read(cfa + rules.value[column]);
                 case VAL_OFFSET -> cfa + rules.value[column];
                 case REGISTER -> register(regs, (int) rules.value[column]);
-                case EXPRESSION -> m.read(DwarfExpression.evaluate(rules.expression[column],
-                    x -> register(regs, x), m, cfa));
-                case VAL_EXPRESSION -> DwarfExpression.evaluate(rules.expression[column], x -> register(regs, x), m,
-                    cfa);
+                case EXPRESSION -> m.read(DwarfExpression.evaluate(rules.expression[column], frame, m, cfa));
+                case VAL_EXPRESSION -> DwarfExpression.evaluate(rules.expression[column], frame, m, cfa);
                 default -> r == RSP ? cfa : regs[r];
             };
         }

@@ -45,11 +45,9 @@ class DebugFileTest {
         return exe;
     }
 
+    /** Waits for a line "i fee(i) served" with fee(i) = factor * i. */
     static void awaitFactor(TestWorker w, long factor) {
-        w.awaitLine(w.mark(), l -> {
-            String[] f = l.split(" ");
-            return f.length == 3 && Long.parseLong(f[1]) == factor * Long.parseLong(f[0]);
-        }, SwapTest.WAIT);
+        SwapTest.awaitFactor(w, 3, factor);
     }
 
     @Test

@@ -58,15 +58,9 @@ class QuiesceTest {
         return dir.resolve("sessions");
     }
 
-    /**
-     * Waits for a line "i o" with o = factor * i. (Not SwapTest.assertBehaviour, which checks the lines after it
-     * too: main may print a counter the sleeper has advanced before slow() returned.)
-     */
+    /** Waits for a line "i o" with o = factor * i (main prints what the sleeper last computed). */
     private static void awaitFactor(TestWorker w, long factor) {
-        w.awaitLine(w.mark(), l -> {
-            String[] f = l.split(" ");
-            return f.length == 2 && Long.parseLong(f[1]) == factor * Long.parseLong(f[0]);
-        }, SwapTest.WAIT);
+        SwapTest.awaitFactor(w, 2, factor);
     }
 
     @Test

@@ -49,6 +49,17 @@ class SwapTest {
      * the worker on a loaded machine, so lines printed before the command returned can still arrive after
      * {@code mark}: the first expected line, not a fixed position, is where checking starts.
      */
+    /**
+     * Waits for a line of {@code fields} numbers, "i o ...", with o = factor * i. (Not {@link #assertBehaviour}, which
+     * checks the lines after it too: a worker may print a counter another thread advanced before o was computed.)
+     */
+    static void awaitFactor(TestWorker w, int fields, long factor) {
+        w.awaitLine(w.mark(), l -> {
+            String[] f = l.split(" ");
+            return f.length == fields && Long.parseLong(f[1]) == factor * Long.parseLong(f[0]);
+        }, WAIT);
+    }
+
     static void assertBehaviour(TestWorker w, int mark, LongBinaryOperator expected, String what) {
         int first = w.awaitLineIndex(mark, line -> behaves(line, expected), WAIT);
         List<String> lines = w.awaitLines(first, 6, WAIT);
