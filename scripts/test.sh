@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-hpvm_need g++:g++ clang:clang   # the tests build C++ workers, and check clang-compiled programs too
+# C++ workers, clang-compiled programs, and the real profiler and debugger that must name patched code
+hpvm_need g++:g++ clang:clang perf:linux-perf gdb:gdb
 mvn -B -ntp -Dstyle.color=never install "$@"

@@ -681,7 +681,7 @@ public final class BenchMain {
             SessionDir s = SessionDir.find(py);
             int functions = registryFunctions(py);
             long slots = Host.allocated(s.workerPath("slots"));
-            long code = Host.allocated(s.workerPath("code"));
+            long code = s.codeShm() >= 0 ? Host.shmResident(s.codeShm()) : Host.allocated(s.workerPath("code"));
             long registry = Host.allocated(s.workerPath("registry"));
             report.row("5. memory", "shared regions per function (python3.11, " + functions + " functions)",
                 String.format("%.0f B", (slots + code + registry) / (double) functions), "", null,

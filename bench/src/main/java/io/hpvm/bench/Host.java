@@ -102,6 +102,19 @@ final class Host {
     }
 
     /** Bytes of tmpfs actually allocated to a (sparse) file. */
+    /** Bytes of System V segment {@code id} in memory (the {@code rss} column of /proc/sysvipc/shm). */
+    static long shmResident(int id) throws IOException {
+        List<String> lines = Files.readAllLines(Path.of("/proc/sysvipc/shm"));
+        List<String> header = List.of(lines.get(0).trim().split("\\s+"));
+        for (String line : lines.subList(1, lines.size())) {
+            String[] f = line.trim().split("\\s+");
+            if (Integer.parseInt(f[header.indexOf("shmid")]) == id) {
+                return Long.parseLong(f[header.indexOf("rss")]);
+            }
+        }
+        throw new IOException("System V segment " + id + " is not in /proc/sysvipc/shm");
+    }
+
     static long allocated(Path p) throws IOException, InterruptedException {
         Process du = new ProcessBuilder("du", "--block-size=1", p.toString()).start();
         String out = new String(du.getInputStream().readAllBytes()).trim();

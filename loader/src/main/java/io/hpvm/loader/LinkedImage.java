@@ -19,11 +19,14 @@ import java.util.Map;
  *                     placed, relocated, ending with a zero terminator), for {@code __register_frame_info}; 0 when
  *                     the object has no unwind information for it
  * @param functions    run-time start -> end of each function symbol placed (the object's {@code st_size})
+ * @param sectionAddresses run-time address of each of the object's sections placed, by section index (the
+ *                     {@code .eh_frame} too): what a debugger needs to read the object's symbols and line tables
+ *                     for where its code runs ({@link DebugObject})
  */
 public record LinkedImage(long base, byte[] bytes, long entryAddress, Map<String, Long> sections,
                           Map<String, SymbolResolver.Resolution> bindings, int gotEntries, int veneers,
                           List<long[]> code, Map<String, Long> entries, long unwindInfo,
-                          Map<Long, Long> functions) {
+                          Map<Long, Long> functions, Map<Integer, Long> sectionAddresses) {
 
     /**
      * The code of the function that starts at {@code address} (up to its symbol's end), or, when no function symbol

@@ -635,7 +635,7 @@ public final class Linker {
         }
         return new LinkedImage(base, image, entryAddresses.get(entryNames.get(0)), placed, bindings,
             got.size() + tlsGot.size() + 2 * tlsPairs.size(), veneers.size(), codeRanges, entryAddresses, unwindAt,
-            functions);
+            functions, Map.copyOf(addressOf));
     }
 
     /** Refuses an image that would not fit in {@link #capacity} once {@code size} more bytes go at {@code at}. */

@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 import java.util.regex.Matcher;
@@ -49,7 +50,7 @@ public final class TestWorker implements AutoCloseable {
      * the pipe read until {@link #close()}.
      */
     public static TestWorker startOrphanable(Path sessionRoot, Path exe, String... args) {
-        TestWorker w = launch(sessionRoot, List.of(), exe, true, args);
+        TestWorker w = launch(sessionRoot, List.of(), exe, true, Map.of(), args);
         String line = w.awaitStderr(l -> l.startsWith("supervisor pid "), Duration.ofSeconds(30));
         w.supervisorPid = Integer.parseInt(line.substring("supervisor pid ".length()).trim());
         w.awaitReady();
@@ -58,11 +59,19 @@ public final class TestWorker implements AutoCloseable {
 
     /** Starts {@code hpvm run} without waiting (for tests of start-up failures). */
     public static TestWorker launch(Path sessionRoot, List<String> runOptions, Path exe, String... args) {
-        return launch(sessionRoot, runOptions, exe, false, args);
+        return launch(sessionRoot, runOptions, exe, false, Map.of(), args);
+    }
+
+    /** Starts {@code hpvm run [runOptions] exe args} with {@code env} added to its environment; waits until ready. */
+    public static TestWorker start(Path sessionRoot, Map<String, String> env, List<String> runOptions, Path exe,
+                                   String... args) {
+        TestWorker w = launch(sessionRoot, runOptions, exe, false, env, args);
+        w.awaitReady();
+        return w;
     }
 
     private static TestWorker launch(Path sessionRoot, List<String> runOptions, Path exe, boolean orphanable,
-                                     String... args) {
+                                     Map<String, String> env, String... args) {
         List<String> cmd = new ArrayList<>();
         if (orphanable) {
             cmd.addAll(List.of("/bin/sh", "-c", "\"$@\" & echo \"supervisor pid $!\" >&2; wait; exec sleep 3600",
@@ -74,6 +83,7 @@ public final class TestWorker implements AutoCloseable {
         cmd.addAll(List.of(args));
         ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.environment().put("HPVM_SESSION_ROOT", sessionRoot.toString());
+        pb.environment().putAll(env);
         try {
             TestWorker w = new TestWorker(pb.start());
             w.supervisorPid = orphanable ? -1 : (int) w.process.pid();

@@ -20,6 +20,8 @@ public final class Injector implements AutoCloseable {
     public static final int SYS_OPENAT = 257;
     public static final int SYS_PIPE2 = 293;
     public static final int SYS_MEMFD_CREATE = 319;
+    public static final int SYS_SHMAT = 30;
+    public static final int SYS_SHMDT = 67;
     public static final int F_DUPFD_CLOEXEC = 1030;
     public static final int MFD_CLOEXEC = 1;
     public static final long AT_FDCWD = -100;

@@ -92,6 +92,8 @@ public interface LibC extends Library {
 
     int close(int fd);
 
+    int ftruncate(int fd, long length) throws LastErrorException;
+
     int flock(int fd, int operation) throws LastErrorException;
 
     String strerror(int errnum);
@@ -111,4 +113,19 @@ public interface LibC extends Library {
     int munmap(Pointer addr, long length);
 
     long write(int fd, byte[] buffer, long count) throws LastErrorException;
+
+    int IPC_PRIVATE = 0;
+    int IPC_CREAT = 01000;
+    int IPC_RMID = 0;
+    int IPC_STAT = 2;
+    int SHM_RDONLY = 010000;
+    int SHM_EXEC = 0100000;
+
+    int shmget(int key, long size, int flags) throws LastErrorException;
+
+    Pointer shmat(int id, Pointer addr, int flags) throws LastErrorException;
+
+    int shmdt(Pointer addr) throws LastErrorException;
+
+    int shmctl(int id, int cmd, Pointer buf) throws LastErrorException;
 }

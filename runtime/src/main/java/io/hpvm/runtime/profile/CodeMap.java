@@ -22,7 +22,15 @@ public final class CodeMap {
     /** How many bytes a thunk is taken to span (it is a few dozen; the next range start cuts it shorter). */
     private static final int THUNK_SPAN = 256;
 
-    private record Range(long end, int function, boolean dispatch) {
+    /** {@code what} names the code: "" for the function's original body, else "stub", "entry", "v2", "v2 thunk". */
+    private record Range(long end, int function, boolean dispatch, String what) {
+    }
+
+    /**
+     * A piece of code routing added, as a profiler names it: {@code name} is the function's and what the piece is,
+     * {@code "fee [hpvm v2]"}.
+     */
+    public record Named(long start, long end, String name) {
     }
 
     /**
@@ -46,16 +54,16 @@ public final class CodeMap {
         CodeMap m = new CodeMap(reg.functions());
         for (int i = 0; i < m.functions.size(); i++) {
             FunctionRecord fn = m.functions.get(i);
-            m.add(fn.address(), fn.size(), i, false);
-            m.add(fn.stub(), Snippets.STUB_STRIDE, i, true);
+            m.add(fn.address(), fn.size(), i, false, "");
+            m.add(fn.stub(), Snippets.STUB_STRIDE, i, true, "stub");
             if (fn.trampoline() != 0) {
-                m.add(fn.trampoline(), Relocator.MAX_TRAMPOLINE, i, true);
+                m.add(fn.trampoline(), Relocator.MAX_TRAMPOLINE, i, true, "v0 entry");
             }
             long versionEntry = 0;
             for (int v = 1; v < fn.versions(); v++) {
                 VersionRecord r = reg.version(fn.name(), v);
                 if (r != null) {
-                    m.add(r.address(), Math.max(1, r.size()), i, false);
+                    m.add(r.address(), Math.max(1, r.size()), i, false, "v" + v);
                     if (v == fn.current()) {
                         versionEntry = r.address();
                     }
@@ -63,7 +71,7 @@ public final class CodeMap {
             }
             long slot = slots.get(fn.slot());
             if (fn.current() != 0 && slot != versionEntry) {
-                m.add(slot, THUNK_SPAN, i, true);
+                m.add(slot, THUNK_SPAN, i, true, "v" + fn.current() + " thunk");
             }
         }
         // A range ends where the next begins (a patch set's first member carries the whole image's size).
@@ -71,17 +79,30 @@ public final class CodeMap {
         for (Map.Entry<Long, Range> e : m.ranges.entrySet()) {
             if (prev != null && prev.getValue().end() > e.getKey()) {
                 Range p = prev.getValue();
-                prev.setValue(new Range(e.getKey(), p.function(), p.dispatch()));
+                prev.setValue(new Range(e.getKey(), p.function(), p.dispatch(), p.what()));
             }
             prev = e;
         }
         return m;
     }
 
-    private void add(long start, long size, int function, boolean dispatch) {
+    private void add(long start, long size, int function, boolean dispatch, String what) {
         if (start != 0 && size > 0) {
-            ranges.merge(start, new Range(start + size, function, dispatch), (old, nu) -> old);
+            ranges.merge(start, new Range(start + size, function, dispatch, what), (old, nu) -> old);
         }
+    }
+
+    /** Every piece of code routing added (all but the original bodies), in address order. */
+    public List<Named> added() {
+        List<Named> out = new java.util.ArrayList<>();
+        for (Map.Entry<Long, Range> e : ranges.entrySet()) {
+            Range r = e.getValue();
+            if (!r.what().isEmpty()) {
+                String name = functions.get(r.function()).name();
+                out.add(new Named(e.getKey(), r.end(), name + " [hpvm " + r.what() + "]"));
+            }
+        }
+        return out;
     }
 
     /** The function {@code ip} belongs to and whether it is dispatch code, or null outside every function. */

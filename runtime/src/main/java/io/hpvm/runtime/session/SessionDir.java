@@ -22,14 +22,18 @@ import java.util.stream.Stream;
  * A session directory {@code ROOT/PID/} (mode 0700) in the verified {@link SessionRoot}, with the files
  * {@code slots}, {@code code}, {@code registry}, {@code lock} and {@code control} (mode 0600). hpvm reaches them
  * through the root's descriptor, never by re-walking a path other users could change; the worker maps them by the
- * root's verified real path. Where the root is mounted noexec the code region is a memfd the worker holds, named by
- * the file {@code code-fd} instead of a {@code code} file.
+ * root's verified real path. The code region is usually a System V segment, its id in the file {@code code-shm}
+ * ({@link CodeRegion}); where the system refuses one, the {@code code} file, or, where the root is mounted noexec, a
+ * memfd the worker holds, named by the file {@code code-fd}.
  */
 public final class SessionDir {
 
     /** The files hpvm makes in a session directory: the only ones it ever deletes. */
-    private static final List<String> FILES = List.of("slots", "code", "code-fd", "registry", "lock", "control",
-        "sites", "supervisor.log");
+    private static final List<String> FILES = List.of("slots", "code", "code-fd", "code-shm", "registry", "lock",
+        "control", "sites", "supervisor.log", "gdb-jit", SessionDir.DEBUGGER_LIBRARY);
+
+    /** The file name of the library giving the worker gdb's JIT interface. */
+    public static final String DEBUGGER_LIBRARY = "libhpvm-gdb-jit.so";
 
     private final SessionRoot root;
     private final int pid;
@@ -124,22 +128,62 @@ public final class SessionDir {
 
     /** The worker's descriptor of the code region's memfd (noexec root), or -1 when the code region is a file. */
     public int codeFd() throws SystemException {
+        return (int) recorded("code-fd");
+    }
+
+    /** The number a session file records, or -1 when there is no such file. */
+    private long recorded(String name) throws SystemException {
         try {
-            return Integer.parseInt(Files.readString(file("code-fd"), StandardCharsets.US_ASCII).trim());
+            return Long.parseLong(Files.readString(file(name), StandardCharsets.US_ASCII).trim());
         } catch (java.nio.file.NoSuchFileException | NumberFormatException e) {
             return -1;
         } catch (IOException e) {
-            throw SystemException.io("read " + workerPath("code-fd"), e);
+            throw SystemException.io("read " + workerPath(name), e);
         }
+    }
+
+    /** The code region's System V segment id, or -1 when the region is a file or memfd ({@link CodeRegion}). */
+    public int codeShm() throws SystemException {
+        return (int) recorded("code-shm");
+    }
+
+    /** The library giving the worker gdb's JIT interface, as hpvm writes it ({@code DebuggerLaunch}). */
+    public Path debuggerLibrary() throws SystemException {
+        return file(DEBUGGER_LIBRARY);
+    }
+
+    /** Records where the worker's {@code __jit_debug_descriptor} is. */
+    public void recordDebugger(long descriptor) throws SystemException {
+        record("gdb-jit", descriptor);
+    }
+
+    /** Where the worker's {@code __jit_debug_descriptor} is, or -1 when gdb's JIT interface was not loaded. */
+    public long debugger() throws SystemException {
+        return recorded("gdb-jit");
+    }
+
+    /** Records that the code region is System V segment {@code id}. */
+    public void recordCodeShm(int id) throws SystemException {
+        record("code-shm", id);
+    }
+
+    /** hpvm's read-write view of the code region, which the worker maps at {@code address}. */
+    public CodeRegion openCode(long address) throws SystemException {
+        int shm = codeShm();
+        return shm >= 0 ? CodeRegion.openShared(shm, address) : CodeRegion.open(code(), address);
     }
 
     /** Records that the code region is the worker's memfd {@code fd}. */
     public void recordCodeFd(int fd) throws SystemException {
+        record("code-fd", fd);
+    }
+
+    private void record(String name, long value) throws SystemException {
         try {
-            Files.writeString(file("code-fd"), Integer.toString(fd), StandardCharsets.US_ASCII,
+            Files.writeString(file(name), Long.toString(value), StandardCharsets.US_ASCII,
                 java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.LinkOption.NOFOLLOW_LINKS);
         } catch (IOException e) {
-            throw SystemException.io("write " + workerPath("code-fd"), e);
+            throw SystemException.io("write " + workerPath(name), e);
         }
     }
 
@@ -177,7 +221,7 @@ public final class SessionDir {
             return false;
         }
         FileSystem.Stat slots = stat("slots");
-        return slots != null && maps(pid, slots, null);
+        return slots != null && maps(pid, slots);
     }
 
     /** What {@code lstat} says of a session file (by its real path: looking needs no descriptor), or null. */
@@ -189,12 +233,17 @@ public final class SessionDir {
         }
     }
 
-    /** True when process {@code p} maps the file {@code f} (with permissions starting {@code perms}, if given). */
-    private static boolean maps(int p, FileSystem.Stat f, String perms) {
+    /** True when process {@code p} maps the file {@code f}. */
+    private static boolean maps(int p, FileSystem.Stat f) {
         String dev = f.mapsDevice();
+        return maps(p, m -> m.inode() == f.ino() && m.device().equals(dev));
+    }
+
+    /** True when process {@code p} has a mapping {@code which} accepts. */
+    private static boolean maps(int p, java.util.function.Predicate<ProcFs.Mapping> which) {
         try {
             for (ProcFs.Mapping m : ProcFs.maps(p)) {
-                if (m.inode() == f.ino() && m.device().equals(dev) && (perms == null || m.perms().startsWith(perms))) {
+                if (which.test(m)) {
                     return true;
                 }
             }
@@ -211,14 +260,21 @@ public final class SessionDir {
      */
     public List<Integer> processes() {
         List<Integer> out = new ArrayList<>();
-        FileSystem.Stat code;
+        java.util.function.Predicate<ProcFs.Mapping> code;
         try {
-            code = FileSystem.stat(code());
+            int shm = codeShm();
+            if (shm >= 0) {
+                code = m -> m.inode() == shm && m.path().startsWith("/SYSV");
+            } else {
+                FileSystem.Stat file = FileSystem.stat(code());
+                String dev = file.mapsDevice();
+                code = m -> m.inode() == file.ino() && m.device().equals(dev);
+            }
         } catch (SystemException e) {
             return out;
         }
         for (int p : ProcFs.descendants(pid)) {
-            if (maps(p, code, "r-x")) {
+            if (maps(p, m -> m.perms().startsWith("r-x") && code.test(m))) {
                 out.add(p);
             }
         }

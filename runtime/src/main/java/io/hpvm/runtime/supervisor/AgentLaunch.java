@@ -40,7 +40,7 @@ final class AgentLaunch {
             return new Result(null, null);
         }
         try {
-            long pthreadCreate = pthreadCreate(image, bias, maps);
+            long pthreadCreate = function(image, bias, maps, "pthread_create");
             if (pthreadCreate == 0) {
                 return new Result(null, "the worker has no pthread_create");
             }
@@ -68,19 +68,21 @@ final class AgentLaunch {
         return WorkerSymbols.hasUnwinder(files, defined(image, "__register_frame_info") != null);
     }
 
-    /** The worker's {@code pthread_create}: linked into the executable, or exported by its libc. */
-    private static long pthreadCreate(ElfImage image, long bias, List<ProcFs.Mapping> maps) throws LoadException {
-        Symbol own = defined(image, "pthread_create");
-        if (own != null) {
-            return bias + own.value();
-        }
+    /** The worker's function {@code name} (of libc): linked into the executable, or exported by its libc; or 0. */
+    private static long function(ElfImage image, long bias, List<ProcFs.Mapping> maps, String name) throws LoadException {
+        Symbol own = defined(image, name);
+        return own != null ? bias + own.value() : libcFunction(maps, name);
+    }
+
+    /** Function {@code name} as the libc.so the worker maps exports it, or 0 (a statically linked program). */
+    static long libcFunction(List<ProcFs.Mapping> maps, String name) throws LoadException {
         for (ProcFs.Mapping m : maps) {
             Path file = Path.of(m.path()).getFileName();
             if (m.offset() == 0 && m.path().startsWith("/") && file != null
                 && file.toString().startsWith("libc.so")) {
                 ElfImage libc = ElfImage.read(Path.of(m.path()));
                 for (Symbol s : libc.exportedSymbols()) {
-                    if (s.name().equals("pthread_create")) {
+                    if (s.name().equals(name)) {
                         return m.start() - libc.lowestLoadAddress() + s.value();
                     }
                 }

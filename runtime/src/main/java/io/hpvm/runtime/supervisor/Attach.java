@@ -91,10 +91,11 @@ final class Attach {
         }
         List<PatchableFunctions.Function> functions = PatchableFunctions.of(image);
         timings.mark("elf");
-        Instrumentation instrumentation = new Instrumentation(options);
+        Instrumentation instrumentation = new Instrumentation(options, false);
         SessionDir session = SessionDir.create(pid);
         SessionDir.Lock lock = null;
         ControlServer server = null;
+        String unnamed = null;
         CompletableFuture<Registry> registry = null;
         Instrumentation.Setup setup;
         int processes;
@@ -139,6 +140,7 @@ final class Attach {
                 image);
             timings.mark("registry");
             lock.close();
+            unnamed = server.nameCode(false); // opening the registry takes the session lock
         } catch (HpvmException | RuntimeException e) {
             if (server != null) {
                 server.close();
@@ -153,7 +155,10 @@ final class Attach {
             throw e;
         }
         report(pid, program, functions.size(), setup, threads, processes, moved, paused,
-            (System.nanoTime() - t0) / 1_000_000, session, timings, symbols);
+            (System.nanoTime() - t0) / 1_000_000, session, timings, symbols, image.symbolFile());
+        if (unnamed != null) {
+            err.println("hpvm: warning: " + unnamed + " (perf will not name hpvm's code)");
+        }
         return new Supervisor.Launched(session, server);
     }
 
@@ -227,7 +232,7 @@ final class Attach {
     /** Prints the attached line, last: {@code hpvm attach} stops relaying the background supervisor's output there. */
     private void report(int pid, Path program, int functions, Instrumentation.Setup s, int threads, int processes,
                         int moved, long pausedMicros, long ms, SessionDir session, Timings timings,
-                        String symbols) {
+                        String symbols, Path symbolFile) {
         if (options.timings()) {
             err.printf("hpvm: timings: %s%n", timings.describe());
         }
@@ -237,7 +242,7 @@ final class Attach {
                 .put("processes", processes).put("threads_moved", moved).put("functions", functions)
                 .put("call_sites", s.callSites)
                 .put("entries_redirected", s.trampolineOf.size()).put("session", session.dir().toString())
-                .put("symbols", symbols.isEmpty() ? null : symbols.substring(2)));
+                .put("symbols", symbolFile == null ? null : symbolFile.toString()));
         } else if (!options.quiet()) {
             err.printf("hpvm: attached to %s (pid %d%s) in %d ms, its %d thread%s stopped for %.2f ms%s: %d functions "
                     + "patchable, %d call sites rewritten, %d entries redirected; session %s%s%n", program, pid,

@@ -8,6 +8,7 @@ import io.hpvm.runtime.linux.RemoteThread;
 import io.hpvm.runtime.linux.WorkerAgent;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.linux.WaitStatus;
+import io.hpvm.runtime.profile.PerfMap;
 import io.hpvm.runtime.session.CommandRequest;
 import io.hpvm.runtime.session.ControlClient;
 import io.hpvm.runtime.session.SessionDir;
@@ -59,6 +60,8 @@ final class ControlServer implements AutoCloseable {
     private boolean exitWatched;
     /** Per process: where its next {@code struct object} goes, and how many are left in its page. */
     private final java.util.Map<Integer, long[]> objects = new java.util.HashMap<>();
+    /** Names hpvm's code for perf; a command that adds code (a swap, say) adds its lines. */
+    private PerfMap perfMap;
 
     /**
      * @param pad hpvm's call pad in the worker ({@code int3} at +0, {@code syscall; int3} at +8), see
@@ -99,6 +102,15 @@ final class ControlServer implements AutoCloseable {
             listening = null;
         }
         server = listening;
+    }
+
+    /**
+     * Starts naming the session's code for perf ({@link PerfMap}), once its registry is written; {@code started}
+     * when hpvm started the process. Returns why the map cannot be written, or null.
+     */
+    String nameCode(boolean started) {
+        perfMap = new PerfMap(pid, started);
+        return perfMap.update(session);
     }
 
     /** Whether serving ended because {@code hpvm detach} went through (not because the process ended). */
@@ -220,6 +232,10 @@ final class ControlServer implements AutoCloseable {
                 CommandRequest request = CommandRequest.decode(raw);
                 CommandRequest.Answer a = runner == null ? new CommandRequest.Answer(-1, "", "")
                     : runner.run(request, session, (s, fn, tables) -> registerUnwind(fn, tables));
+                String unnamed = perfMap == null || a.exit() != 0 ? null : perfMap.update(session);
+                if (unnamed != null) {
+                    a = new CommandRequest.Answer(a.exit(), a.out(), a.err() + "hpvm: warning: " + unnamed + "\n");
+                }
                 // hpvm detach gave the process its own code back: the session ends once this answer is sent.
                 detached = a.exit() == 0 && !request.args().isEmpty() && request.args().get(0).equals("detach");
                 answer = a.encode();

@@ -43,9 +43,12 @@ import java.util.concurrent.CompletionException;
 final class Instrumentation {
 
     private final Supervisor.Options options;
+    private final boolean atEntry;
 
-    Instrumentation(Supervisor.Options options) {
+    /** @param atEntry true for a process stopped at its entry point ({@code hpvm run}) */
+    Instrumentation(Supervisor.Options options, boolean atEntry) {
         this.options = options;
+        this.atEntry = atEntry;
     }
 
     /**
@@ -72,8 +75,12 @@ final class Instrumentation {
         int callSites;
         long bytesScanned;
         long trampolines;
-        /** The worker's descriptor of the code memfd (noexec session root), or -1 when the code region is a file. */
+        /** The worker's descriptor of the code memfd (noexec session root), or -1 when the code region is not one. */
         int codeFd = -1;
+        /** Why gdb cannot name patched code ({@link DebuggerLaunch}), or null. */
+        String notDebuggable;
+        /** Why the code region is not a System V segment, or null when it is one ({@link CodeRegion}). */
+        String codeNotShared;
         /** Every direct branch target in the program. */
         final io.hpvm.asm.LongList branchTargets = new io.hpvm.asm.LongList();
 
@@ -171,11 +178,14 @@ final class Instrumentation {
         List<Tracee> tracees = null;
         try (SlotTable slots = SlotTable.create(session.slots(), n);
              ProcessMemory mem = new ProcessMemory(pid, true);
-             CodeRegion file = session.noexecRoot() ? null : CodeRegion.create(session.code(), s.codeSize,
-                 s.codeAddress);
-             CodeRegion memfd = file != null ? null : SharedRegions.mapMemfd(only(tracees = stop.now()), mem,
-                 entryPoint, session, s.codeAddress, s.codeSize, fd -> s.codeFd = fd)) {
-            CodeRegion code = file != null ? file : memfd;
+             CodeRegion shared = SharedRegions.segment(session, s.codeSize, s.codeAddress,
+                 why -> s.codeNotShared = why);
+             CodeRegion file = shared != null || session.noexecRoot() ? null : CodeRegion.create(session.code(),
+                 s.codeSize, s.codeAddress);
+             CodeRegion memfd = shared != null || file != null ? null : SharedRegions.mapMemfd(
+                 only(tracees = stop.now()), mem, entryPoint, session, s.codeAddress, s.codeSize,
+                 fd -> s.codeFd = fd)) {
+            CodeRegion code = shared != null ? shared : file != null ? file : memfd;
             Map<Long, Integer> slotOfEntry = new HashMap<>();
             byte[][] stubs = Snippets.stubs(n, i -> stubAddress(s, i), i -> s.slotsAddress + SlotTable.offset(i));
             for (int i = 0; i < n; i++) {
@@ -205,7 +215,7 @@ final class Instrumentation {
                         mems.add(m);
                     }
                     SharedRegions.map(t, m, t == tracee ? entryPoint : ProcFs.auxv(t.pid(), ProcFs.AT_ENTRY), session,
-                        s.slotsAddress, slotsSize, file == null ? 0 : s.codeAddress, s.codeSize);
+                        s.slotsAddress, slotsSize, memfd == null ? code : null);
                 }
                 timings.mark("inject");
                 text.flush(mems);
@@ -220,6 +230,10 @@ final class Instrumentation {
             if (options.agent()) {
                 s.agent = AgentLaunch.start(tracee, mem, code, entryPoint, s.agentCode, image, s.bias, maps);
                 timings.mark("agent");
+            }
+            if (atEntry) {
+                s.notDebuggable = DebuggerLaunch.load(tracee, mem, entryPoint, session, maps);
+                timings.mark("debugger");
             }
         } catch (IOException e) {
             throw SystemException.io("session files in " + session.dir(), e);

@@ -12,10 +12,11 @@ import io.hpvm.runtime.session.SessionDir;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.function.Consumer;
 import java.util.function.IntConsumer;
 
 /**
- * Maps a session's shared files into the stopped worker with injected system calls: the slot table read-only, the
+ * Maps a session's shared memory into the stopped worker with injected system calls: the slot table read-only, the
  * code region read+exec, both at the addresses the supervisor chose (next to the executable's text).
  */
 final class SharedRegions {
@@ -29,17 +30,64 @@ final class SharedRegions {
     }
 
     /**
-     * Maps the slot table (read-only) and, when {@code codeAddress} is not 0, the code region's file (read+exec)
-     * into the stopped worker; hpvm made and filled both files beforehand.
+     * Maps the slot table (read-only) and, when {@code code} is not null, the code region (read+exec) into the stopped
+     * worker; hpvm made and filled both beforehand.
      */
     static void map(Tracee tracee, ProcessMemory mem, long scratch, SessionDir session, long slotsAddress,
-                    long slotsSize, long codeAddress, long codeSize) throws HpvmException {
+                    long slotsSize, CodeRegion code) throws HpvmException {
         try (Injector inj = new Injector(tracee, mem, scratch)) {
             mapInto(inj, session.workerPath("slots"), slotsAddress, slotsSize, PROT_READ, 0);
-            if (codeAddress != 0) {
-                mapInto(inj, session.workerPath("code"), codeAddress, codeSize, PROT_READ | PROT_EXEC, 1);
+            if (code != null && code.shmId() >= 0) {
+                attachInto(inj, code);
+            } else if (code != null) {
+                mapInto(inj, session.workerPath("code"), code.address(), code.size(), PROT_READ | PROT_EXEC, 1);
             }
         }
+    }
+
+    /**
+     * The code region as a System V segment ({@link CodeRegion}, recorded in the session), or null, with the reason
+     * given to {@code notShared}, where the system refuses one or {@code HPVM_CODE_REGION=file} asks for the file.
+     */
+    static CodeRegion segment(SessionDir session, long size, long address, Consumer<String> notShared)
+        throws SystemException {
+        if ("file".equals(System.getenv("HPVM_CODE_REGION"))) {
+            notShared.accept("HPVM_CODE_REGION=file");
+            return null;
+        }
+        CodeRegion code;
+        try {
+            code = CodeRegion.createShared(size, address);
+        } catch (SystemException e) {
+            notShared.accept(e.getMessage());
+            return null;
+        }
+        try {
+            session.recordCodeShm(code.shmId());
+            return code;
+        } catch (SystemException e) {
+            try {
+                code.close();
+            } catch (IOException ignored) {
+                // detaching our view cannot fail in a way that matters here
+            }
+            throw e;
+        }
+    }
+
+    /** Attaches the code region's segment read+exec at its address in the worker ({@code shmat}, never elsewhere). */
+    private static void attachInto(Injector inj, CodeRegion code) throws SystemException {
+        long got = inj.syscall(Injector.SYS_SHMAT, code.shmId(), code.address(), LibC.SHM_RDONLY | LibC.SHM_EXEC);
+        if (got == code.address()) {
+            return;
+        }
+        if (got < 0 && got > -4096) {
+            throw SystemException.of("shmat(" + code.shmId() + ", 0x" + Long.toHexString(code.address())
+                + ") of the code region in the worker", (int) -got);
+        }
+        inj.syscall(Injector.SYS_SHMDT, got);
+        throw new SystemException("shmat of the code region in the worker attached it at 0x" + Long.toHexString(got)
+            + " instead of 0x" + Long.toHexString(code.address()));
     }
 
     /**

@@ -140,8 +140,9 @@ public final class Supervisor {
         SessionDir session = null;
         SessionDir.Lock lock = null;
         Instrumentation.Setup setup;
-        Instrumentation instrumentation = new Instrumentation(options);
+        Instrumentation instrumentation = new Instrumentation(options, true);
         ControlServer server = null;
+        String unnamed = null;
         CompletableFuture<Registry> registry = null;
         try {
             Tracee tracee = Spawner.runToEntry(pid, program.toString());
@@ -164,6 +165,7 @@ public final class Supervisor {
                 image);
             timings.mark("registry");
             lock.close();
+            unnamed = server.nameCode(true); // opening the registry takes the session lock
         } catch (HpvmException | RuntimeException e) {
             killQuietly(pid);
             if (server != null) {
@@ -186,17 +188,24 @@ public final class Supervisor {
                 .put("pid", pid).put("ready_ms", readyMs).put("functions", functions.size())
                 .put("call_sites", setup.callSites).put("entries_redirected", setup.trampolineOf.size())
                 .put("session", session.dir().toString()).put("code_fd", setup.codeFd < 0 ? null : setup.codeFd)
+                .put("code_region", setup.codeNotShared == null ? "sysv" : setup.codeFd < 0 ? "file" : "memfd")
+                .put("gdb_jit", setup.notDebuggable == null)
                 .put("agent_thread", setup.agent == null || setup.agent.agent() == null ? null
                     : setup.agent.agent().tid())
                 .put("symbols", image.symbolFile() == null ? null : image.symbolFile().toString()));
         } else if (!options.quiet()) {
             err.printf("hpvm: %s (pid %d) ready in %d ms: %d functions patchable, %d call sites rewritten, %d entries "
                     + "redirected; session %s%s%s%s%n", argv.get(0), pid, readyMs, functions.size(), setup.callSites,
-                setup.trampolineOf.size(), session.dir(), setup.codeFd < 0 ? "" : " (its file system is noexec: the "
-                    + "code region is a memfd, descriptor " + setup.codeFd + " of the worker)",
+                setup.trampolineOf.size(), session.dir(), codeRegionRemark(setup),
                 setup.agent == null || setup.agent.agent() == null ? ""
                     : "; agent thread " + setup.agent.agent().tid() + " (hpvm-agent)",
                 symbols);
+        }
+        if (unnamed != null) {
+            err.println("hpvm: warning: " + unnamed + " (perf will not name hpvm's code)");
+        }
+        if (setup.notDebuggable != null && !options.quiet() && !options.json()) {
+            err.println("hpvm: note: gdb will not name patched code: " + setup.notDebuggable);
         }
         if (setup.agent != null && setup.agent.notStarted() != null) {
             err.println("hpvm: warning: hpvm's agent thread was not started (" + setup.agent.notStarted() + "); "
@@ -219,6 +228,19 @@ public final class Supervisor {
      * start time in /proc/self/stat is in clock ticks (100 per second) since boot, the clock System.nanoTime reads
      * on Linux. Falls back to the time since {@code t0} (Supervisor.run) when that reading is not plausible.
      */
+    /**
+     * What the ready line says of the code region: nothing when it is a System V segment (the usual case), else what
+     * it is instead and what that costs (perf cannot name hpvm's code in a file mapping).
+     */
+    private static String codeRegionRemark(Instrumentation.Setup setup) {
+        if (setup.codeNotShared == null) {
+            return "";
+        }
+        return " (code region: " + (setup.codeFd < 0 ? "a file" : "a memfd, descriptor " + setup.codeFd
+            + " of the worker, as the session root is noexec") + ", not System V shared memory: "
+            + setup.codeNotShared + "; perf will not name hpvm's code)";
+    }
+
     private static long sinceProcessStart(long t0) {
         long sinceRun = (System.nanoTime() - t0) / 1_000_000;
         long ticks = ProcFs.startTime((int) ProcessHandle.current().pid());

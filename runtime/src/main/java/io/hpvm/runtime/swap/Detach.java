@@ -78,6 +78,7 @@ public final class Detach {
         long lo = info.slots();
         long hi = info.code() + info.codeSize();
         int codeFd = session.codeFd();
+        long debugger = session.debugger();
         List<Integer> processes = session.processes(); // before the unmapping, which takes them out of this list
         WorldStop world;
         String busy = null;
@@ -102,6 +103,9 @@ public final class Detach {
                             }
                             if (codeFd >= 0) {
                                 inj.syscall(Injector.SYS_CLOSE, codeFd);
+                            }
+                            if (debugger >= 0) { // gdb must not look for patches in memory no longer mapped
+                                mem.write(debugger + io.hpvm.loader.JitDebugLibrary.ACTION_FLAG, new byte[20]);
                             }
                         }
                     }

@@ -21,7 +21,8 @@ import java.util.regex.Pattern;
  * {@code hpvm swap FN file.c} and {@code hpvm patch}: the flags are the ones given with {@code --cflags}, or those
  * the worker was started with ({@code hpvm run --cflags}), split on whitespace, plus
  * {@code -ffunction-sections -fdata-sections} unless they say otherwise (so that one function does not bring its
- * file's other code and statics along).
+ * file's other code and statics along), and {@code -g} unless they have a {@code -g} option (so that gdb names the
+ * patch's source lines: {@code swap/DebuggerRegistration}).
  *
  * <p>One instance serves one command, in a directory of its own in the session ({@link SessionDir#newCompileDir}),
  * removed with the session. Every file is compiled from a copy named as the file is compiled ({@link #compiledName}),
@@ -133,6 +134,9 @@ public final class SourceCompiler {
         }
         if (given.stream().noneMatch(f -> f.endsWith("data-sections"))) {
             cmd.add("-fdata-sections");
+        }
+        if (given.stream().noneMatch(f -> f.startsWith("-g"))) {
+            cmd.add("-g"); // gdb names the patch's source lines (it never changes the code gcc generates)
         }
         int n;
         synchronized (this) {

@@ -61,6 +61,10 @@ final class SwapContext {
     /** The thunks' unwind tables (registered with the image's). */
     final List<Long> thunkUnwindTables = new ArrayList<>();
 
+    /** The object as gdb reads it, and where its {@code jit_code_entry} goes ({@link DebuggerRegistration}). */
+    byte[] debugObject;
+    long debugEntry;
+
     /** What unwind registration did, for the report ("" when there was nothing to do). */
     String unwind = "";
     /** How compacted functions were returned to routed before the store, for the report ("" when none was). */

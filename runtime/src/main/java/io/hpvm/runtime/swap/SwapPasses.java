@@ -63,12 +63,14 @@ final class SwapPasses {
         new Pass("read-worker", SwapPasses::readWorker, false),
         new Pass("link", SwapPasses::link, false),
         new Pass("clobber-analysis", SwapPasses::preserveRegisters, false),
+        new Pass("debug-object", DebuggerRegistration::place, false),
         new Pass("reserve", SwapPasses::reserve, false),
         new Pass("write", SwapPasses::write, false),
         new Pass("unwind", SwapPasses::registerUnwind, false),
         new Pass("route", SwapPasses::route, false),
         new Pass("store", SwapPasses::store, false),
         new Pass("record", SwapPasses::record, true),
+        new Pass("debugger", DebuggerRegistration::register, true),
         new Pass("warnings", SwapPasses::warnings, true));
 
     /** The registry records of the functions asked for; a name given twice is a usage error. */
@@ -187,7 +189,7 @@ final class SwapPasses {
 
     /** Copies the image and its thunks into the arena (space no thread has run). */
     static void write(SwapContext c) throws HpvmException {
-        try (CodeRegion code = CodeRegion.open(c.session.code(), c.info.code())) {
+        try (CodeRegion code = c.session.openCode(c.info.code())) {
             code.write(c.base, c.image.bytes());
             for (Map.Entry<Long, byte[]> t : c.thunks.entrySet()) {
                 code.write(t.getKey(), t.getValue());
@@ -269,12 +271,13 @@ final class SwapPasses {
         }
         unwind.addAll(c.thunkUnwindTables);
         c.versions = new int[n];
+        long codeEnd = c.debugObject != null ? c.debugEntry : c.end; // what gdb reads after it is never run
         for (int i = 0; i < n; i++) {
             FunctionRecord fn = c.functions.get(i);
             int version = fn.versions();
             c.versions[i] = version;
-            c.registry.putVersion(fn.name(), new VersionRecord(version, c.targets[i], i == 0 ? c.end - c.base : 0,
-                c.objectName(), System.currentTimeMillis(), c.preserved[i], set, c.base, c.end, unwind, c.digest));
+            c.registry.putVersion(fn.name(), new VersionRecord(version, c.targets[i], i == 0 ? codeEnd - c.base : 0,
+                c.objectName(), System.currentTimeMillis(), c.preserved[i], set, c.base, codeEnd, unwind, c.digest));
             c.registry.putFunction(fn.withInstalled(version, version + 1));
         }
     }
