@@ -60,6 +60,8 @@ final class ControlServer implements AutoCloseable {
     private boolean exitWatched;
     /** Per process: where its next {@code struct object} goes, and how many are left in its page. */
     private final java.util.Map<Integer, long[]> objects = new java.util.HashMap<>();
+    /** The commands that may add code to the arena: perf's map is brought up to date after them. */
+    private static final java.util.Set<String> ADDS_CODE = java.util.Set.of("swap", "patch", "rollback");
     /** Names hpvm's code for perf; a command that adds code (a swap, say) adds its lines. */
     private PerfMap perfMap;
 
@@ -232,7 +234,8 @@ final class ControlServer implements AutoCloseable {
                 CommandRequest request = CommandRequest.decode(raw);
                 CommandRequest.Answer a = runner == null ? new CommandRequest.Answer(-1, "", "")
                     : runner.run(request, session, (s, fn, tables) -> registerUnwind(fn, tables));
-                String unnamed = perfMap == null || a.exit() != 0 ? null : perfMap.update(session);
+                String unnamed = perfMap == null || a.exit() != 0 || !ADDS_CODE.contains(request.args().isEmpty() ? ""
+                    : request.args().get(0)) ? null : perfMap.update(session);
                 if (unnamed != null) {
                     a = new CommandRequest.Answer(a.exit(), a.out(), a.err() + "hpvm: warning: " + unnamed + "\n");
                 }

@@ -65,6 +65,11 @@ final class SwapContext {
     byte[] debugObject;
     long debugEntry;
 
+    /** Where the code (the image and its thunks) ends: the object for gdb after it is read, never run. */
+    long codeEnd() {
+        return debugObject != null ? debugEntry : end;
+    }
+
     /** What unwind registration did, for the report ("" when there was nothing to do). */
     String unwind = "";
     /** How compacted functions were returned to routed before the store, for the report ("" when none was). */

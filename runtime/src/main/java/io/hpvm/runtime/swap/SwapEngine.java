@@ -122,9 +122,10 @@ public final class SwapEngine {
         List<Result> results = new ArrayList<>();
         for (int i = 0; i < c.functions.size(); i++) {
             FunctionRecord fn = c.functions.get(i);
-            results.add(new Result(fn.name(), fn.current(), c.versions[i], c.targets[i], i == 0 ? c.end - c.base : 0,
-                (System.nanoTime() - c.startNanos) / 1000, fn.entryRedirected(), c.preserved[i], c.image, c.timings,
-                c.unwind, c.warnings.getOrDefault(fn.name(), List.of()), i == 0 ? c.routed : "", c.quiesced));
+            results.add(new Result(fn.name(), fn.current(), c.versions[i], c.targets[i],
+                i == 0 ? c.codeEnd() - c.base : 0, (System.nanoTime() - c.startNanos) / 1000, fn.entryRedirected(),
+                c.preserved[i], c.image, c.timings, c.unwind, c.warnings.getOrDefault(fn.name(), List.of()),
+                i == 0 ? c.routed : "", c.quiesced));
         }
         return results;
     }

@@ -181,8 +181,8 @@ final class SwapPasses {
      */
     static void reserve(SwapContext c) throws HpvmException {
         if (c.end > c.info.code() + c.info.codeSize()) {
-            throw arenaFull(c, (c.end - c.base) + " bytes needed (with register-preserving thunks), "
-                + Math.max(0, c.info.arenaFree()) + " free");
+            throw arenaFull(c, (c.end - c.base) + " bytes needed (with register-preserving thunks and the "
+                + "object for gdb), " + Math.max(0, c.info.arenaFree()) + " free");
         }
         c.registry.putSession(c.info.withArenaNext(c.end));
     }
@@ -271,7 +271,7 @@ final class SwapPasses {
         }
         unwind.addAll(c.thunkUnwindTables);
         c.versions = new int[n];
-        long codeEnd = c.debugObject != null ? c.debugEntry : c.end; // what gdb reads after it is never run
+        long codeEnd = c.codeEnd();
         for (int i = 0; i < n; i++) {
             FunctionRecord fn = c.functions.get(i);
             int version = fn.versions();
