@@ -51,24 +51,36 @@ class ProfilerNamesTest {
     record Run(int exit, String out) {
     }
 
-    static Run run(List<String> cmd, int seconds) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectInput(ProcessBuilder.Redirect.PIPE)
-            .start();
-        byte[][] out = new byte[1][];
-        Thread reader = new Thread(() -> {
-            try {
-                out[0] = p.getInputStream().readAllBytes();
-            } catch (IOException e) {
-                out[0] = new byte[0];
-            }
-        });
-        reader.start();
-        if (!p.waitFor(seconds, TimeUnit.SECONDS)) {
-            p.destroyForcibly();
+    /** A command started with its output read as it comes (it never blocks on a full pipe). */
+    static final class Started {
+        final Process process;
+        private final Thread reader;
+        private volatile byte[] out = new byte[0];
+
+        Started(List<String> cmd) throws IOException {
+            process = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+            reader = new Thread(() -> {
+                try {
+                    out = process.getInputStream().readAllBytes();
+                } catch (IOException e) {
+                    // what was read so far is what there is
+                }
+            });
+            reader.start();
         }
-        reader.join(10_000);
-        return new Run(p.isAlive() ? -1 : p.exitValue(), new String(out[0] == null ? new byte[0] : out[0],
-            StandardCharsets.UTF_8));
+
+        /** Waits up to {@code seconds} for the end (then kills it); exit status (-1 when killed) and output. */
+        Run finish(int seconds) throws InterruptedException {
+            if (!process.waitFor(seconds, TimeUnit.SECONDS)) {
+                process.destroyForcibly();
+            }
+            reader.join(10_000);
+            return new Run(process.isAlive() ? -1 : process.exitValue(), new String(out, StandardCharsets.UTF_8));
+        }
+    }
+
+    static Run run(List<String> cmd, int seconds) throws IOException, InterruptedException {
+        return new Started(cmd).finish(seconds);
     }
 
     /** perf report's lines for {@code seconds} of samples of process {@code pid}. */
@@ -144,6 +156,44 @@ class ProfilerNamesTest {
             }
             assertTrue(frame.matches("#0 +(0x[0-9a-f]+ in )?fee \\(n=4000000\\) at \\S*fix/fee_v2\\.c:[45]"),
                 "gdb names the patched version and its line: " + frame);
+            w.awaitLines(w.mark(), 2, SwapTest.WAIT); // the worker runs on once gdb has detached
+        }
+    }
+
+    /**
+     * A gdb attached before the swap is told of the new code: hpvm's agent thread (a worker with an unwinder has
+     * one) calls {@code __jit_debug_register_code}, where gdb keeps a breakpoint.
+     */
+    @Test
+    void aGdbAttachedBeforeTheSwapIsToldOfTheNewCode() throws Exception {
+        Run v = run(List.of("gdb", "--version"), 30);
+        assumeTrue(v.exit() == 0, "SKIPPED: gdb is not installed (apt-get install -y gdb): " + v.out());
+        Path exe = Gcc.executable(dir, "prog", PROGRAM, "-O1", "-Wl,--no-as-needed", "-lgcc_s");
+        Path fix = Gcc.object(dir.resolve("fix"), "fee_v2", FIX, "-O1", "-g");
+        Path sessions = dir.resolve("sessions");
+        try (TestWorker w = TestWorker.start(sessions, List.of(), exe)) {
+            assertTrue(w.stderr().contains("(hpvm-agent)"), "the worker has hpvm's agent thread: " + w.stderr());
+            Started gdb = new Started(List.of("gdb", "-nx", "-batch", "-p", Integer.toString(w.pid()), "-ex",
+                "continue", "-ex", "bt 1"));
+            Run bt;
+            try {
+                long deadline = System.nanoTime() + 60_000_000_000L;
+                while (io.hpvm.runtime.linux.ProcFs.status(w.pid(), "TracerPid").equals("0")
+                    && System.nanoTime() < deadline) {
+                    Thread.sleep(100);
+                }
+                Thread.sleep(1000); // gdb has read the process and continues it
+                Hpvm.Result r = SwapTest.ok(Hpvm.cmd(sessions, "swap", "fee", fix.toString()));
+                assertTrue(!r.err().contains("warning"), r.toString());
+                Thread.sleep(500);
+            } finally {
+                new ProcessBuilder("kill", "-INT", Long.toString(gdb.process.pid())).start().waitFor();
+                bt = gdb.finish(60);
+            }
+            String text = bt.out();
+            String frame = text.lines().filter(l -> l.startsWith("#0")).findFirst().orElse(text);
+            assertTrue(frame.matches("#0 +(0x[0-9a-f]+ in )?fee \\(n=4000000\\) at \\S*fix/fee_v2\\.c:[45]"),
+                "gdb, attached before the swap, names the new version: " + frame + "\n" + text);
             w.awaitLines(w.mark(), 2, SwapTest.WAIT); // the worker runs on once gdb has detached
         }
     }

@@ -2,6 +2,7 @@ package io.hpvm.runtime.supervisor;
 
 import com.sun.jna.LastErrorException;
 import com.sun.jna.Memory;
+import io.hpvm.loader.JitDebugLibrary;
 import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.ProcFs;
 import io.hpvm.runtime.linux.RemoteThread;
@@ -62,6 +63,8 @@ final class ControlServer implements AutoCloseable {
     private final java.util.Map<Integer, long[]> objects = new java.util.HashMap<>();
     /** The commands that may add code to the arena: perf's map is brought up to date after them. */
     private static final java.util.Set<String> ADDS_CODE = java.util.Set.of("swap", "patch", "rollback");
+    /** The last JIT entry a tracing gdb was told of ({@link #tellDebugger}). */
+    private long toldEntry;
     /** Names hpvm's code for perf; a command that adds code (a swap, say) adds its lines. */
     private PerfMap perfMap;
 
@@ -113,6 +116,41 @@ final class ControlServer implements AutoCloseable {
     String nameCode(boolean started) {
         perfMap = new PerfMap(pid, started);
         return perfMap.update(session);
+    }
+
+    /**
+     * A gdb attached to the worker learns of a patch listed in its JIT interface ({@code swap/DebuggerRegistration})
+     * when a thread calls {@code __jit_debug_register_code}, where it keeps a breakpoint: hpvm's agent thread calls
+     * it (no thread of the program is borrowed, and the supervisor cannot trace a process gdb traces). Once per new
+     * entry; returns why gdb could not be told, or null.
+     */
+    private String tellDebugger() {
+        try {
+            long descriptor = session.debugger();
+            String tracer = ProcFs.status(pid, "TracerPid");
+            if (descriptor < 0 || tracer == null || tracer.equals("0")) {
+                return null;
+            }
+            long entry;
+            try (io.hpvm.runtime.linux.ProcessMemory mem = new io.hpvm.runtime.linux.ProcessMemory(pid, false)) {
+                entry = ByteBuffer.wrap(mem.read(descriptor + JitDebugLibrary.RELEVANT_ENTRY, 8))
+                    .order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+            }
+            if (entry == 0 || entry == toldEntry) {
+                return null;
+            }
+            String later = "process " + tracer + " (gdb?) traces the worker and learns of the new code when it "
+                + "attaches again";
+            if (agent == null || !agent.alive()) {
+                return later + " (no hpvm agent thread to tell it now)";
+            }
+            agent.call(descriptor - JitDebugLibrary.DESCRIPTOR + JitDebugLibrary.REGISTER_CODE, 1000);
+            toldEntry = entry;
+            return null;
+        } catch (SystemException e) {
+            return "gdb could not be told of the new code now (" + e.getMessage() + "); it learns of it when it "
+                + "attaches again";
+        }
     }
 
     /** Whether serving ended because {@code hpvm detach} went through (not because the process ended). */
@@ -234,10 +272,13 @@ final class ControlServer implements AutoCloseable {
                 CommandRequest request = CommandRequest.decode(raw);
                 CommandRequest.Answer a = runner == null ? new CommandRequest.Answer(-1, "", "")
                     : runner.run(request, session, (s, fn, tables) -> registerUnwind(fn, tables));
-                String unnamed = perfMap == null || a.exit() != 0 || !ADDS_CODE.contains(request.args().isEmpty() ? ""
-                    : request.args().get(0)) ? null : perfMap.update(session);
-                if (unnamed != null) {
-                    a = new CommandRequest.Answer(a.exit(), a.out(), a.err() + "hpvm: warning: " + unnamed + "\n");
+                boolean added = a.exit() == 0 && ADDS_CODE.contains(request.args().isEmpty() ? ""
+                    : request.args().get(0));
+                for (String warning : added ? java.util.Arrays.asList(perfMap == null ? null
+                    : perfMap.update(session), tellDebugger()) : List.<String>of()) {
+                    if (warning != null) {
+                        a = new CommandRequest.Answer(a.exit(), a.out(), a.err() + "hpvm: warning: " + warning + "\n");
+                    }
                 }
                 // hpvm detach gave the process its own code back: the session ends once this answer is sent.
                 detached = a.exit() == 0 && !request.args().isEmpty() && request.args().get(0).equals("detach");

@@ -19,7 +19,7 @@ import java.nio.file.Files;
  * arena after the image, behind a {@code struct jit_code_entry}, and the entry goes at the head of the list in
  * {@code __jit_debug_descriptor}. gdb attaching to the worker later reads every entry listed, so a backtrace names
  * the patched function and, for an object compiled with {@code -g}, its source file and line. A gdb already attached
- * learns of it at its next attach (hpvm does not call {@code __jit_debug_register_code} in the worker).
+ * is told by the supervisor afterwards ({@code ControlServer.tellDebugger}).
  */
 final class DebuggerRegistration {
 
