@@ -40,7 +40,10 @@ final class DebuggerLaunch {
             if (session.noexecRoot()) {
                 return "the session root is noexec, where the library gdb needs cannot be mapped";
             }
-            java.nio.file.Files.write(session.debuggerLibrary(), JitDebugLibrary.bytes());
+            java.nio.file.Path library = session.debuggerLibrary();
+            java.nio.file.Files.write(library, JitDebugLibrary.bytes(), java.nio.file.StandardOpenOption.CREATE_NEW,
+                java.nio.file.StandardOpenOption.WRITE); // never through a link, as every session file
+            SessionDir.makePrivate(library);
             String path = session.workerPath(SessionDir.DEBUGGER_LIBRARY).toString();
             try (Injector inj = new Injector(tracee, mem, scratch)) {
                 long handle = inj.call(dlopen, inj.pushString(path, 1), RTLD_NOW);
