@@ -45,6 +45,11 @@ final class ElfReader {
     final List<Segment> segments = new ArrayList<>();
     private final ByteBuffer file;
 
+    /** The file's bytes as read (a view: position 0, limit the file's size). */
+    ByteBuffer contents() {
+        return file.duplicate().position(0);
+    }
+
     private ElfReader(Path path, ByteBuffer file, int type, long entry) {
         this.path = path;
         this.file = file;

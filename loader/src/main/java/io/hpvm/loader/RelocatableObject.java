@@ -12,6 +12,7 @@ import java.util.Map;
 public final class RelocatableObject {
 
     private final Path path;
+    private final ByteBuffer contents;
     private final List<Section> sections;
     private final List<Symbol> symbols;
     private final Map<Integer, List<Relocation>> relocations = new HashMap<>();
@@ -24,6 +25,7 @@ public final class RelocatableObject {
 
     private RelocatableObject(ElfReader r) throws LoadException {
         this.path = r.path;
+        this.contents = r.contents();
         this.sections = Collections.unmodifiableList(r.sections);
         int symtab = -1;
         for (Section s : sections) {
@@ -187,6 +189,16 @@ public final class RelocatableObject {
             case Elf.STT_GNU_IFUNC -> "STT_GNU_IFUNC";
             default -> "type " + type;
         };
+    }
+
+    /**
+     * The object's bytes, exactly those parsed: what a digest of the object or a copy of it for a debugger must be
+     * made of (the file may have been rewritten since).
+     */
+    public byte[] contents() {
+        byte[] out = new byte[contents.limit()];
+        contents.duplicate().position(0).get(out);
+        return out;
     }
 
     /** Reads a relocatable object; anything else (executable, shared object, garbage) is a BAD_FILE error. */

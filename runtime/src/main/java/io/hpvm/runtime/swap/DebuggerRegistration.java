@@ -11,7 +11,6 @@ import io.hpvm.runtime.session.CodeRegion;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.file.Files;
 
 /**
  * The swap's passes that show a patch to gdb, where the worker has gdb's JIT interface ({@link JitDebugLibrary},
@@ -36,9 +35,7 @@ final class DebuggerRegistration {
         }
         byte[] object;
         try {
-            object = DebugObject.placed(Files.readAllBytes(c.object), c.image.sectionAddresses());
-        } catch (IOException e) {
-            throw SystemException.io("read " + c.object, e);
+            object = DebugObject.placed(c.obj.contents(), c.image.sectionAddresses());
         } catch (LoadException e) {
             c.warn(c.functions.get(0).name(), "not shown to gdb: " + c.object + ": " + e.getMessage());
             return;

@@ -103,7 +103,7 @@ public final class SwapEngine {
         c.force = force;
         try {
             c.obj = RelocatableObject.read(object);
-            c.digest = sha256(object);
+            c.digest = sha256(c.obj.contents());
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }
@@ -146,13 +146,11 @@ public final class SwapEngine {
     /** How a no-op swap's note begins ({@link Result#alreadyApplied}). */
     static final String ALREADY_APPLIED = "already applied";
 
-    /** SHA-256 of a file, hex. */
-    static String sha256(Path file) throws LoadException {
+    /** SHA-256 of an object's bytes, hex. */
+    static String sha256(byte[] object) {
         try {
-            java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
-            return java.util.HexFormat.of().formatHex(md.digest(java.nio.file.Files.readAllBytes(file)));
-        } catch (java.io.IOException e) {
-            throw new LoadException(LoadException.Kind.BAD_FILE, file + ": " + e.getMessage());
+            byte[] digest = java.security.MessageDigest.getInstance("SHA-256").digest(object);
+            return java.util.HexFormat.of().formatHex(digest);
         } catch (java.security.NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
