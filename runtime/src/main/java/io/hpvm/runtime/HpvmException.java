@@ -37,4 +37,16 @@ public class HpvmException extends Exception {
     public ExitCode code() {
         return code;
     }
+
+    /** The value of work done on another thread, or its failure as thrown where it happened. */
+    public static <T> T join(java.util.concurrent.CompletableFuture<T> work) throws HpvmException {
+        try {
+            return work.join();
+        } catch (java.util.concurrent.CompletionException e) {
+            if (e.getCause() instanceof HpvmException h) {
+                throw h;
+            }
+            throw e;
+        }
+    }
 }

@@ -110,17 +110,9 @@ class RedisRealProgramTest {
             Process bench = new ProcessBuilder("redis-benchmark", "-h", "127.0.0.1", "-p", Integer.toString(port),
                 "-t", "ping,set,get,incr", "-n", "100000", "-c", "4", "-q").redirectErrorStream(true).start();
 
-            Hpvm.Result ping = Hpvm.cmd(sessions, "patch", "--cflags", flags, src.resolve("server.c").toString(),
-                pinged.toString());
-            assertEquals(0, ping.code(), ping.toString());
-            assertTrue(ping.out().startsWith("changed functions: pingCommand\nswapped pingCommand: v0 -> v1 "),
-                ping.out());
+            patch(sessions, flags, src.resolve("server.c"), pinged, "pingCommand");
             assertEquals("+PONG-patched", s.ask("PING"));
-            Hpvm.Result incr = Hpvm.cmd(sessions, "patch", "--cflags", flags, src.resolve("t_string.c").toString(),
-                incr2.toString());
-            assertEquals(0, incr.code(), incr.toString());
-            assertTrue(incr.out().startsWith("changed functions: incrCommand\nswapped incrCommand: v0 -> v1 "),
-                incr.out());
+            patch(sessions, flags, src.resolve("t_string.c"), incr2, "incrCommand");
             assertEquals(":3", s.ask("INCR counter"));
 
             String report = new String(bench.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
@@ -141,5 +133,13 @@ class RedisRealProgramTest {
             Files.deleteIfExists(pinged);
             Files.deleteIfExists(incr2);
         }
+    }
+
+    /** {@code hpvm patch} of the package's {@code original} with {@code edited}: exactly {@code function} changed. */
+    static void patch(Path sessions, String flags, Path original, Path edited, String function) {
+        Hpvm.Result r = Hpvm.cmd(sessions, "patch", "--cflags", flags, original.toString(), edited.toString());
+        assertEquals(0, r.code(), r.toString());
+        assertTrue(r.out().startsWith("changed functions: " + function + "\nswapped " + function + ": v0 -> v1 "),
+            r.out());
     }
 }

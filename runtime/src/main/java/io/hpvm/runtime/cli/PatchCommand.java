@@ -50,8 +50,8 @@ final class PatchCommand extends PatchingCommand {
         Path compared = cc.compileRenumbered(newSource, here.resolve(oldSource), here.resolve(newSource), flags);
         ObjectDiff.Result diff;
         try {
-            diff = ObjectDiff.compare(RelocatableObject.read(done(oldObject)), RelocatableObject.read(
-                compared != null ? compared : done(newObject)));
+            diff = ObjectDiff.compare(RelocatableObject.read(HpvmException.join(oldObject)), RelocatableObject.read(
+                compared != null ? compared : HpvmException.join(newObject)));
         } catch (LoadException e) {
             throw ExitCode.wrap(e);
         }
@@ -69,7 +69,7 @@ final class PatchCommand extends PatchingCommand {
         say("changed functions: " + String.join(", ", diff.changed()));
         List<String> set = new ArrayList<>(diff.changed());
         try {
-            for (SwapEngine.Result r : engine.swap(set, done(newObject))) {
+            for (SwapEngine.Result r : engine.swap(set, HpvmException.join(newObject))) {
                 if (json) {
                     emit(swapResult(r, newSource));
                 } else {
@@ -99,17 +99,5 @@ final class PatchCommand extends PatchingCommand {
                 throw new CompletionException(e);
             }
         });
-    }
-
-    /** The compilation's object, or its failure as thrown where it happened. */
-    private static Path done(CompletableFuture<Path> f) throws HpvmException {
-        try {
-            return f.join();
-        } catch (CompletionException e) {
-            if (e.getCause() instanceof HpvmException h) {
-                throw h;
-            }
-            throw e;
-        }
     }
 }

@@ -2,8 +2,10 @@ package io.hpvm.runtime.profile;
 
 import io.hpvm.asm.Relocator;
 import io.hpvm.asm.Snippets;
+import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.session.FunctionRecord;
 import io.hpvm.runtime.session.Registry;
+import io.hpvm.runtime.session.SessionDir;
 import io.hpvm.runtime.session.SlotTable;
 import io.hpvm.runtime.session.VersionRecord;
 
@@ -47,6 +49,15 @@ public final class CodeMap {
 
     private CodeMap(List<FunctionRecord> functions) {
         this.functions = functions;
+    }
+
+    /** The map of the functions of {@code session} now, every version included. */
+    public static CodeMap of(SessionDir session) throws SystemException {
+        try (Registry reg = session.openRegistry(); SlotTable slots = SlotTable.open(session.slots())) {
+            return of(reg, slots);
+        } catch (java.io.IOException e) {
+            throw SystemException.io("the slot table of session " + session.dir(), e);
+        }
     }
 
     /** The map of the functions in {@code reg} now, every version included. */

@@ -4,11 +4,8 @@ import com.sun.jna.LastErrorException;
 import io.hpvm.runtime.linux.FileSystem;
 import io.hpvm.runtime.linux.LibC;
 import io.hpvm.runtime.linux.SystemException;
-import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
-import io.hpvm.runtime.session.SlotTable;
 
-import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.HashMap;
@@ -55,8 +52,8 @@ public final class PerfMap {
         if (problem != null) {
             return null;
         }
-        try (Registry reg = session.openRegistry(); SlotTable slots = SlotTable.open(session.slots())) {
-            List<CodeMap.Named> code = CodeMap.of(reg, slots).added();
+        try {
+            List<CodeMap.Named> code = CodeMap.of(session).added();
             Set<Integer> processes = new java.util.TreeSet<>(session.processes());
             processes.add(pid);
             for (int p : processes) {
@@ -74,7 +71,7 @@ public final class PerfMap {
                 }
             }
             return null;
-        } catch (SystemException | IOException | RuntimeException e) {
+        } catch (SystemException | RuntimeException e) {
             problem = "/tmp/perf-PID.map not written: " + e.getMessage();
             return problem;
         }

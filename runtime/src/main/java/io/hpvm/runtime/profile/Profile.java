@@ -5,9 +5,7 @@ import io.hpvm.runtime.HpvmException;
 import io.hpvm.runtime.linux.PerfSampler;
 import io.hpvm.runtime.linux.SystemException;
 import io.hpvm.runtime.session.FunctionRecord;
-import io.hpvm.runtime.session.Registry;
 import io.hpvm.runtime.session.SessionDir;
-import io.hpvm.runtime.session.SlotTable;
 
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -112,12 +110,7 @@ public final class Profile implements AutoCloseable {
     public Report report() throws HpvmException {
         poll();
         long now = System.nanoTime();
-        CodeMap map;
-        try (Registry reg = session.openRegistry(); SlotTable slots = SlotTable.open(session.slots())) {
-            map = CodeMap.of(reg, slots);
-        } catch (java.io.IOException e) {
-            throw SystemException.io("the slot table of session " + session.dir(), e);
-        }
+        CodeMap map = CodeMap.of(session);
         long[] samples = new long[map.functions().size()];
         long[] dispatch = new long[samples.length];
         long total = 0;

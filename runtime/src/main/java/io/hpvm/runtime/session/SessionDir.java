@@ -221,7 +221,7 @@ public final class SessionDir {
             return false;
         }
         FileSystem.Stat slots = stat("slots");
-        return slots != null && maps(pid, slots);
+        return slots != null && maps(pid, mappingOf(slots));
     }
 
     /** What {@code lstat} says of a session file (by its real path: looking needs no descriptor), or null. */
@@ -233,10 +233,10 @@ public final class SessionDir {
         }
     }
 
-    /** True when process {@code p} maps the file {@code f}. */
-    private static boolean maps(int p, FileSystem.Stat f) {
+    /** A mapping of the file {@code f}, recognised by its device and inode. */
+    private static java.util.function.Predicate<ProcFs.Mapping> mappingOf(FileSystem.Stat f) {
         String dev = f.mapsDevice();
-        return maps(p, m -> m.inode() == f.ino() && m.device().equals(dev));
+        return m -> m.inode() == f.ino() && m.device().equals(dev);
     }
 
     /** True when process {@code p} has a mapping {@code which} accepts. */
@@ -266,9 +266,7 @@ public final class SessionDir {
             if (shm >= 0) {
                 code = m -> m.inode() == shm && m.path().startsWith("/SYSV");
             } else {
-                FileSystem.Stat file = FileSystem.stat(code());
-                String dev = file.mapsDevice();
-                code = m -> m.inode() == file.ino() && m.device().equals(dev);
+                code = mappingOf(FileSystem.stat(code()));
             }
         } catch (SystemException e) {
             return out;

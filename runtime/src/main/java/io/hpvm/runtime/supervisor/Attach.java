@@ -136,7 +136,7 @@ final class Attach {
             server = new ControlServer(session, pid, setup.callPad, null, options.commands(),
                 options.autoCompactMillis() > 0 ? new AutoCompaction(session, options.autoCompactMillis(), err) : null);
             setup.attached = true;
-            instrumentation.writeRegistry(Instrumentation.joinRegistry(registry), session, setup, functions, program,
+            instrumentation.writeRegistry(HpvmException.join(registry), session, setup, functions, program,
                 image);
             timings.mark("registry");
             lock.close();

@@ -31,7 +31,6 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 
 /**
@@ -331,17 +330,6 @@ final class Instrumentation {
             return reg;
         } catch (SystemException e) {
             throw new CompletionException(e);
-        }
-    }
-
-    static Registry joinRegistry(CompletableFuture<Registry> registry) throws HpvmException {
-        try {
-            return registry.join();
-        } catch (CompletionException e) {
-            if (e.getCause() instanceof HpvmException h) {
-                throw h;
-            }
-            throw e;
         }
     }
 

@@ -161,7 +161,7 @@ public final class Supervisor {
                     ? new AutoCompaction(session, options.autoCompactMillis(), err) : null);
             tracee.detach();
             timings.mark("detach");
-            instrumentation.writeRegistry(Instrumentation.joinRegistry(registry), session, setup, functions, program,
+            instrumentation.writeRegistry(HpvmException.join(registry), session, setup, functions, program,
                 image);
             timings.mark("registry");
             lock.close();
